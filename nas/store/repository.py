@@ -1,0 +1,305 @@
+"""``Store``: the one place that reads and writes the results database.
+
+The search driver is the only writer during a search (a Ray Tune callback in the driver
+process); the CLI, dashboard and export only read.  Methods return plain dicts so callers never
+hold ORM objects across sessions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .engine import StoreError, ensure_schema, make_engine, normalise_url
+from .models import (
+    COMPLETED, FEASIBLE_STATES, RUNNING, SEARCH_RUNNING, EpochMetric, MeasurementProtocol, Search, Trial, utcnow,
+)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def json_hash(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
+
+
+def open_store(url: str, *, create: bool = False) -> "Store":
+    """Open (or with ``create=True`` initialise) the store at ``url``; StoreError on any problem."""
+    return Store(url, create=create)
+
+
+class Store:
+    def __init__(self, url: str, *, create: bool = False):
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url, create=create)
+        ensure_schema(self.engine, create=create)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _write(self):
+        """A session in one transaction; SQLAlchemy errors surface as StoreError."""
+        return _WriteSession(self._session)
+
+    # ------------------------------------------------------------------ searches
+    def create_search(self, name: str, *, space: str, space_description: dict, config: dict, budget_kind: str,
+                      budget_total: float, budget_text: str, device_kind: str | None = None) -> dict:
+        with self._write() as s:
+            if s.scalar(select(Search.id).where(Search.name == name)) is not None:
+                raise StoreError(f"a search named {name!r} already exists (use --resume {name} to continue it)")
+            row = Search(name=name, space=space, space_json=canonical_json(space_description),
+                         config_json=canonical_json(config), budget_kind=budget_kind, budget_total=budget_total,
+                         budget_text=budget_text, device_kind=device_kind, status=SEARCH_RUNNING)
+            s.add(row)
+            s.flush()
+            return search_to_dict(row)
+
+    def get_search(self, name: str) -> dict | None:
+        with self._session() as s:
+            row = s.scalar(select(Search).where(Search.name == name))
+            return search_to_dict(row) if row else None
+
+    def list_searches(self) -> list[dict]:
+        with self._session() as s:
+            return [search_to_dict(r) for r in s.scalars(select(Search).order_by(Search.id))]
+
+    def update_search(self, name: str, **fields: Any) -> None:
+        allowed = {"status", "charged", "device_kind"}
+        if set(fields) - allowed:
+            raise ValueError(f"cannot update search fields {sorted(set(fields) - allowed)}")
+        with self._write() as s:
+            row = s.scalar(select(Search).where(Search.name == name))
+            if row is None:
+                raise StoreError(f"unknown search {name!r}")
+            for k, v in fields.items():
+                setattr(row, k, v)
+
+    def charged(self, search_id: int) -> float:
+        """Device-hours charged so far: the sum over the search's trials."""
+        with self._session() as s:
+            return float(s.scalar(select(func.coalesce(func.sum(Trial.device_hours), 0.0))
+                                  .where(Trial.search_id == search_id)))
+
+    # ------------------------------------------------------------------ trials
+    def start_trial(self, search_id: int, *, arch: dict, recipe: dict, tune_trial_id: str | None = None,
+                    seed_name: str | None = None, devices_held: float = 0.0, model_args: dict | None = None,
+                    device_kind: str | None = None) -> int:
+        with self._write() as s:
+            number = s.scalar(select(func.coalesce(func.max(Trial.number) + 1, 0))
+                              .where(Trial.search_id == search_id))
+            row = Trial(search_id=search_id, number=number, tune_trial_id=tune_trial_id,
+                        arch_json=canonical_json(arch), arch_hash=json_hash(arch),
+                        recipe_json=canonical_json(recipe), recipe_hash=json_hash(recipe),
+                        model_args_json=canonical_json(model_args) if model_args is not None else None,
+                        seed_name=seed_name, status=RUNNING, devices_held=devices_held, device_kind=device_kind)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def record_measurement(self, trial_id: int, *, params: int, gmacs: float, uncounted_ops: Iterable[str] = (),
+                           latency_ms: float | None, latency_iqr_ms: float | None = None,
+                           throughput: float | None, throughput_iqr: float | None = None,
+                           protocol: dict | None = None, device_kind: str | None = None) -> None:
+        with self._write() as s:
+            row = _get_trial(s, trial_id)
+            row.params, row.gmacs = int(params), float(gmacs)
+            row.uncounted_ops_json = canonical_json(sorted(uncounted_ops))
+            row.latency_ms, row.latency_iqr_ms = latency_ms, latency_iqr_ms
+            row.throughput, row.throughput_iqr = throughput, throughput_iqr
+            if device_kind:
+                row.device_kind = device_kind
+            if protocol is not None:
+                row.protocol_id = _protocol_id(s, protocol, device_kind or row.device_kind or "unknown")
+
+    def record_epoch(self, trial_id: int, epoch: int, **metrics: Any) -> None:
+        """Insert or overwrite one epoch's metrics (a resumed trial may report an epoch again)."""
+        allowed = {"train_loss", "val_loss", "val_accuracy", "lr", "images_per_s", "elapsed_s"}
+        values = {k: (float(v) if v is not None else None) for k, v in metrics.items() if k in allowed}
+        with self._write() as s:
+            row = s.scalar(select(EpochMetric).where(EpochMetric.trial_id == trial_id, EpochMetric.epoch == epoch))
+            if row is None:
+                s.add(EpochMetric(trial_id=trial_id, epoch=epoch, **values))
+            else:
+                for k, v in values.items():
+                    setattr(row, k, v)
+            trial = _get_trial(s, trial_id)
+            trial.epochs_done = max(trial.epochs_done or 0, epoch)
+            acc = values.get("val_accuracy")
+            if acc is not None and (trial.accuracy is None or acc > trial.accuracy):
+                trial.accuracy = acc
+
+    def finish_trial(self, trial_id: int, status: str, *, device_hours: float | None = None,
+                     accuracy: float | None = None, error: str | None = None,
+                     weights_path: str | None = None) -> None:
+        with self._write() as s:
+            row = _get_trial(s, trial_id)
+            row.status = status
+            row.finished_at = utcnow()
+            if device_hours is not None:
+                row.device_hours = float(device_hours)
+            if accuracy is not None:
+                row.accuracy = float(accuracy)
+            if error is not None:
+                row.error = error
+            if weights_path is not None:
+                row.weights_path = weights_path
+
+    def set_device_hours(self, trial_id: int, device_hours: float) -> None:
+        with self._write() as s:
+            _get_trial(s, trial_id).device_hours = float(device_hours)
+
+    def find_reusable(self, arch: dict, recipe: dict, device_kind: str) -> dict | None:
+        """An earlier trained result (any search) for this architecture, recipe and device kind."""
+        with self._session() as s:
+            rows = s.scalars(
+                select(Trial)
+                .where(Trial.arch_hash == json_hash(arch), Trial.recipe_hash == json_hash(recipe),
+                       Trial.device_kind == device_kind, Trial.status.in_(FEASIBLE_STATES),
+                       Trial.reused_from_id.is_(None))
+                .order_by(Trial.id)).all()
+            if not rows:
+                return None
+            row = max(rows, key=lambda r: (r.status == COMPLETED, r.epochs_done or 0, -r.id))
+            return trial_to_dict(row)
+
+    def record_reuse(self, search_id: int, source_trial_id: int, *, tune_trial_id: str | None = None,
+                     seed_name: str | None = None) -> int:
+        """A new trial row in ``search_id`` that reuses another trial's stored result (charged nothing)."""
+        with self._write() as s:
+            src = _get_trial(s, source_trial_id)
+            number = s.scalar(select(func.coalesce(func.max(Trial.number) + 1, 0))
+                              .where(Trial.search_id == search_id))
+            copy_fields = ("arch_json", "arch_hash", "recipe_json", "recipe_hash", "model_args_json", "status",
+                           "device_kind", "params", "gmacs", "uncounted_ops_json", "latency_ms", "latency_iqr_ms",
+                           "throughput", "throughput_iqr", "protocol_id", "accuracy", "epochs_done",
+                           "weights_path")
+            row = Trial(search_id=search_id, number=number, tune_trial_id=tune_trial_id,
+                        seed_name=seed_name, reused_from_id=src.id, devices_held=0.0, device_hours=0.0,
+                        finished_at=utcnow(), **{f: getattr(src, f) for f in copy_fields})
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def trials(self, search: str | None = None, statuses: Iterable[str] | None = None) -> list[dict]:
+        with self._session() as s:
+            q = select(Trial).join(Search).order_by(Trial.id)
+            if search is not None:
+                q = q.where(Search.name == search)
+            if statuses is not None:
+                q = q.where(Trial.status.in_(list(statuses)))
+            return [trial_to_dict(r) for r in s.scalars(q)]
+
+    def trial(self, trial_id: int, *, with_epochs: bool = True) -> dict | None:
+        with self._session() as s:
+            row = s.get(Trial, trial_id)
+            if row is None:
+                return None
+            d = trial_to_dict(row)
+            if with_epochs:
+                source = row if row.reused_from_id is None else s.get(Trial, row.reused_from_id)
+                d["epochs"] = [epoch_to_dict(e) for e in (source.epochs if source else [])]
+            return d
+
+    def mark_running_as_failed(self, search_id: int, reason: str) -> int:
+        """On resume: trials left ``running`` by a killed driver are recorded as failed."""
+        with self._write() as s:
+            rows = s.scalars(select(Trial).where(Trial.search_id == search_id, Trial.status == RUNNING)).all()
+            for r in rows:
+                r.status, r.error, r.finished_at = "failed", reason, utcnow()
+            return len(rows)
+
+
+class _WriteSession:
+    def __init__(self, factory):
+        self._factory = factory
+
+    def __enter__(self) -> Session:
+        self._s = self._factory()
+        self._s.begin()
+        return self._s
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                try:
+                    self._s.commit()
+                except SQLAlchemyError as err:
+                    self._s.rollback()
+                    raise StoreError(f"database write failed: {getattr(err, 'orig', err)}") from None
+            else:
+                self._s.rollback()
+                if isinstance(exc, SQLAlchemyError):
+                    raise StoreError(f"database write failed: {getattr(exc, 'orig', exc)}") from None
+        finally:
+            self._s.close()
+        return False
+
+
+def _get_trial(s: Session, trial_id: int) -> Trial:
+    row = s.get(Trial, trial_id)
+    if row is None:
+        raise StoreError(f"unknown trial {trial_id}")
+    return row
+
+
+def _protocol_id(s: Session, protocol: dict, device_kind: str) -> int:
+    h = json_hash(protocol)
+    pid = s.scalar(select(MeasurementProtocol.id).where(MeasurementProtocol.protocol_hash == h))
+    if pid is None:
+        row = MeasurementProtocol(protocol_hash=h, protocol_json=canonical_json(protocol), device_kind=device_kind)
+        s.add(row)
+        s.flush()
+        pid = row.id
+    return pid
+
+
+def _loads(text: str | None, default: Any = None) -> Any:
+    """Parse a JSON column; a corrupt value becomes ``default`` instead of breaking every reader."""
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def search_to_dict(row: Search) -> dict:
+    return {
+        "id": row.id, "name": row.name, "space": row.space, "space_description": _loads(row.space_json, {}),
+        "config": _loads(row.config_json, {}), "budget_kind": row.budget_kind, "budget_total": row.budget_total,
+        "budget_text": row.budget_text, "charged": row.charged, "status": row.status,
+        "device_kind": row.device_kind,
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+        "updated_at": row.updated_at.isoformat() if row.updated_at else None,
+    }
+
+
+def trial_to_dict(row: Trial) -> dict:
+    """The public trial object (CLI ``--json``, dashboard, export)."""
+    protocol = _loads(row.protocol.protocol_json, None) if row.protocol is not None else None
+    return {
+        "id": row.id, "search": row.search.name if row.search is not None else None, "number": row.number,
+        "status": row.status, "arch": _loads(row.arch_json, None), "arch_hash": row.arch_hash,
+        "recipe": _loads(row.recipe_json, None), "recipe_hash": row.recipe_hash,
+        "model_args": _loads(row.model_args_json, None), "seed_name": row.seed_name,
+        "reused_from": row.reused_from_id, "device_kind": row.device_kind,
+        "accuracy": row.accuracy, "throughput": row.throughput, "throughput_iqr": row.throughput_iqr,
+        "latency_ms": row.latency_ms, "latency_iqr_ms": row.latency_iqr_ms, "params": row.params,
+        "gmacs": row.gmacs, "uncounted_ops": _loads(row.uncounted_ops_json, []), "protocol": protocol,
+        "epochs_done": row.epochs_done, "devices_held": row.devices_held, "device_hours": row.device_hours,
+        "weights_path": row.weights_path, "error": row.error, "tune_trial_id": row.tune_trial_id,
+        "started_at": row.started_at.isoformat() if row.started_at else None,
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+    }
+
+
+def epoch_to_dict(row: EpochMetric) -> dict:
+    return {"epoch": row.epoch, "train_loss": row.train_loss, "val_loss": row.val_loss,
+            "val_accuracy": row.val_accuracy, "lr": row.lr, "images_per_s": row.images_per_s,
+            "elapsed_s": row.elapsed_s}
