@@ -6,7 +6,6 @@ hold ORM objects across sessions.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Iterable
 
@@ -14,18 +13,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from search_spaces.canonical import canonical_json, json_hash
+
 from .engine import StoreError, ensure_schema, make_engine, normalise_url
 from .models import (
     COMPLETED, FEASIBLE_STATES, RUNNING, SEARCH_RUNNING, EpochMetric, MeasurementProtocol, Search, Trial, utcnow,
 )
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def json_hash(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
 
 
 def open_store(url: str, *, create: bool = False) -> "Store":

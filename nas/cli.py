@@ -1,0 +1,55 @@
+"""``nas`` command line: one sub-command module per job, registered in ``_COMMANDS``.
+
+Every command module exposes ``register(subparsers)``, which adds its parser and sets
+``func=run`` where ``run(args) -> int``.  Bad input raises ``UsageError``/``StoreError``/
+``ValueError`` and is reported as one line on stderr with exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command modules, in help order
+_COMMANDS = (
+    "nas.commands.search",    # nas search
+    "nas.commands.results",   # nas trials / pareto / show
+    "nas.commands.export",    # nas export
+    "dashboard.command",      # nas dashboard
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nas", description="Hardware-aware NAS over per-stage token mixers in MetaFormer backbones.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nas.errors import UsageError
+    from nas.store import StoreError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, StoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

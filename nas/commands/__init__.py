@@ -1,0 +1,1 @@
+"""Sub-commands of the ``nas`` CLI (see ``nas.cli``)."""
