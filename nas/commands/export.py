@@ -1,0 +1,72 @@
+"""``nas export``: write a trial (or the best / every Pareto trial) as a timm model directory."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nas.errors import UsageError
+from nas.store import DEFAULT_URL, FEASIBLE_STATES, open_store
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export", help="export a trial as a timm model (config.json + model.safetensors + README.md)",
+        description="Export a searched architecture with its proxy-trained weights in timm's local-dir/Hub "
+                    "layout. Load it with `import nas; timm.create_model('local-dir:DIR', pretrained=True)`.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("trial", nargs="?", type=int, help="trial id (see `nas trials`)")
+    which.add_argument("--best", action="store_true", help="the feasible trial with the best proxy accuracy")
+    which.add_argument("--pareto", action="store_true", help="every trial on the accuracy/throughput front "
+                                                             "(one sub-directory per trial)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--search", help="search name for --best/--pareto (default: the newest search)")
+    p.add_argument("--num-classes", type=int, help="replace the proxy classifier with a fresh N-class head")
+    p.add_argument("--no-weights", action="store_true", help="export the architecture only")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    p.add_argument("--db", default=DEFAULT_URL, help=f"SQLAlchemy URL or SQLite path (default {DEFAULT_URL})")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.export import export_trial
+    from nas.pareto import pareto_front
+
+    store = open_store(args.db, create=False)
+    try:
+        if args.trial is not None:
+            targets = [(args.trial, Path(args.out))]
+        else:
+            search = _search_name(store, args.search)
+            feasible = store.trials(search=search, statuses=FEASIBLE_STATES)
+            feasible = [t for t in feasible if t.get("accuracy") is not None]
+            if not feasible:
+                raise UsageError(f"search {search!r} has no feasible trial with an accuracy yet")
+            if args.best:
+                best = max(feasible, key=lambda t: (t["accuracy"], t.get("throughput") or 0.0))
+                targets = [(best["id"], Path(args.out))]
+            else:
+                targets = [(t["id"], Path(args.out) / f"trial-{t['id']}") for t in pareto_front(feasible)]
+                if Path(args.out).exists() and any(Path(args.out).iterdir()) and not args.force:
+                    raise UsageError(f"--out {args.out!r} exists and is not empty; pass --force to overwrite it")
+                Path(args.out).mkdir(parents=True, exist_ok=True)
+        for trial_id, out in targets:
+            result = export_trial(store, trial_id, out, num_classes=args.num_classes,
+                                  with_weights=not args.no_weights, force=args.force)
+            kind = "with weights" if result.with_weights else "architecture only"
+            print(f"exported trial {result.trial_id} ({kind}, {result.num_classes} classes) to {result.out_dir}")
+        if len(targets) > 1 or args.trial is None:
+            print(f"load with: import nas, timm; timm.create_model('local-dir:{targets[0][1]}', pretrained=True)")
+    finally:
+        store.close()
+    return 0
+
+
+def _search_name(store, name: str | None) -> str:
+    searches = store.list_searches()
+    if name is None:
+        if not searches:
+            raise UsageError("the database holds no searches")
+        return searches[-1]["name"]
+    if not any(s["name"] == name for s in searches):
+        raise UsageError(f"unknown search {name!r}")
+    return name

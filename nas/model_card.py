@@ -1,0 +1,88 @@
+"""The README.md model card written next to an exported model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+
+def _fmt(value, spec: str, unit: str = "") -> str:
+    return "n/a" if value is None else f"{format(value, spec)}{unit}"
+
+
+def render_model_card(trial: dict, out_dir: Path, model: nn.Module, *, with_weights: bool) -> str:
+    arch, recipe = trial.get("arch") or {}, trial.get("recipe") or {}
+    protocol = trial.get("protocol") or {}
+    rows = "\n".join(
+        f"| {i + 1} | {m} | {d} | {c} | {json.dumps(k) if k else '-'} |"
+        for i, (m, d, c, k) in enumerate(zip(arch.get("mixers", []), arch.get("depths", []), arch.get("dims", []),
+                                            arch.get("mixer_kwargs") or [{}] * len(arch.get("mixers", [])))))
+    acc = trial.get("accuracy")
+    cfg = model.pretrained_cfg
+    size = cfg.get("input_size", (3, 224, 224))
+    weights_line = ("`model.safetensors`: weights after proxy training (safetensors; no pickle)." if with_weights
+                    else "No weights: architecture only (`pretrained=True` is not available).")
+    origin = f"trial {trial['id']} of search `{trial.get('search')}`"
+    if trial.get("seed_name"):
+        origin += f" (hand-designed seed: {trial['seed_name']})"
+    return f"""---
+library_name: timm
+tags: [image-classification, timm, mixer-nas, metaformer]
+---
+# hybrid_metaformer: {origin}
+
+A MetaFormer backbone with one token mixer per stage, found by [mixer-nas](https://github.com/).
+{weights_line}
+
+## Architecture
+
+| stage | token mixer | depth | width | mixer hyperparameters |
+|---|---|---|---|---|
+{rows}
+
+- Parameters: {_fmt(trial.get("params"), ",")} at the target resolution ({model.num_classes} classes in this export: {sum(p.numel() for p in model.parameters()):,})
+- GMACs: {_fmt(trial.get("gmacs"), ".3f")} (fvcore convention, one multiply-add = 1; counted with mixer-nas handles for SDPA, FFT, unfold and pooling; ops not counted: {", ".join(trial.get("uncounted_ops") or []) or "none"})
+
+## Measured speed
+
+- Latency (batch {protocol.get("latency_batch", 1)}): {_fmt(trial.get("latency_ms"), ".2f", " ms")} median (IQR {_fmt(trial.get("latency_iqr_ms"), ".2f", " ms")})
+- Throughput (batch {protocol.get("throughput_batch", "?")}): {_fmt(trial.get("throughput"), ",.1f", " img/s")} median
+- Device: `{trial.get("device_kind")}`
+- Protocol: `{json.dumps(protocol, sort_keys=True)}`
+
+## Proxy training
+
+- Validation accuracy: {"n/a" if acc is None else f"{100 * acc:.2f}%"} after {trial.get("epochs_done", 0)} epoch(s) (status `{trial.get("status")}`)
+- Recipe: `{json.dumps(recipe, sort_keys=True)}`
+- Proxy accuracy ranks architectures; it is not an ImageNet result. Train the architecture with your own recipe.
+
+## Load
+
+```python
+import timm
+import nas  # registers the hybrid_metaformer architecture with timm (timm has no plugin entry points)
+
+model = timm.create_model("local-dir:{out_dir}", pretrained={with_weights})
+model = timm.create_model("local-dir:{out_dir}", pretrained={with_weights}, num_classes=1000)   # new head
+features = timm.create_model("local-dir:{out_dir}", pretrained={with_weights}, features_only=True)
+```
+
+Input: {size[1]}x{size[2]}, mean {tuple(cfg.get("mean", ()))}, std {tuple(cfg.get("std", ()))}.
+
+## Fine-tune with timm's train.py
+
+timm's `train.py` imports only timm, so register the model first, e.g. with a two-line wrapper:
+
+```bash
+python -c "import nas, runpy, sys; sys.argv[0] = 'train.py'; runpy.run_path('train.py', run_name='__main__')" \\
+    /path/to/imagenet --model local-dir:{out_dir} {"--pretrained " if with_weights else ""}--num-classes 1000 --img-size 224 \\
+    --opt adamw --lr 1e-3 --weight-decay 0.05 --sched cosine --epochs 300 --warmup-epochs 20 --drop-path 0.2 \\
+    --aa rand-m9-mstd0.5-inc1 --mixup 0.8 --cutmix 1.0 --smoothing 0.1 --reprob 0.25 -b 128 --amp
+python -c "import nas, runpy, sys; sys.argv[0] = 'validate.py'; runpy.run_path('validate.py', run_name='__main__')" \\
+    /path/to/imagenet --model local-dir:{out_dir} --checkpoint output/train/<run>/model_best.pth.tar
+```
+
+(The recipe above is DFFormer/CAFormer's ImageNet recipe. A `dynamixer` stage fixes the input size:
+build at the training resolution, e.g. `--model-kwargs img_size=224`.)
+"""
