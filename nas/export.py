@@ -19,7 +19,8 @@ import timm
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from timm.models import save_config_for_hf, save_for_hf
+from timm.models import save_for_hf
+from timm.models._hub import save_config_for_hf
 
 import nas.hybrid_metaformer  # noqa: F401  (registers the timm model)
 from nas.errors import UsageError
@@ -133,14 +134,14 @@ def _prepare_out_dir(out: Path, force: bool) -> None:
 
 def _data_config(trial: dict) -> dict:
     """Preprocessing the weights were trained with: proxy resolution and the dataset's normalisation."""
-    from nas.trial.datasets import normalization_of
-
     args = model_args_of(trial)
     size = args.get("img_size", 224)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    mean, std = normalization_of((trial.get("recipe") or {}).get("dataset", "digits"))
-    return {"input_size": (args.get("in_chans", 3), h, w), "mean": tuple(mean), "std": tuple(std),
-            "crop_pct": 1.0, "interpolation": "bilinear"}
+    recorded = trial.get("data_config") or {}
+    config = {"input_size": (args.get("in_chans", 3), h, w), "crop_pct": 1.0, "interpolation": "bilinear"}
+    if recorded.get("mean") and recorded.get("std"):
+        config.update(mean=tuple(recorded["mean"]), std=tuple(recorded["std"]))
+    return config
 
 
 def _provenance(trial: dict, with_weights: bool, num_classes: int | None) -> dict:

@@ -88,6 +88,7 @@ class Trial(Base):
     recipe_json: Mapped[str] = mapped_column(Text)               # proxy recipe (dataset, epochs, res, ...)
     recipe_hash: Mapped[str] = mapped_column(String(64))
     model_args_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # kwargs that rebuild the trained model
+    data_config_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # input size, mean/std it trained with
     seed_name: Mapped[str | None] = mapped_column(String(100), nullable=True)  # e.g. "CAFormer-like" for hand designs
     status: Mapped[str] = mapped_column(String(16), default=RUNNING, index=True)
     reused_from_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), nullable=True)

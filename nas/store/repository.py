@@ -63,7 +63,7 @@ class Store:
             return [search_to_dict(r) for r in s.scalars(select(Search).order_by(Search.id))]
 
     def update_search(self, name: str, **fields: Any) -> None:
-        allowed = {"status", "charged", "device_kind"}
+        allowed = {"status", "charged", "device_kind", "budget_total", "budget_text"}
         if set(fields) - allowed:
             raise ValueError(f"cannot update search fields {sorted(set(fields) - allowed)}")
         with self._write() as s:
@@ -98,10 +98,15 @@ class Store:
     def record_measurement(self, trial_id: int, *, params: int, gmacs: float, uncounted_ops: Iterable[str] = (),
                            latency_ms: float | None, latency_iqr_ms: float | None = None,
                            throughput: float | None, throughput_iqr: float | None = None,
-                           protocol: dict | None = None, device_kind: str | None = None) -> None:
+                           protocol: dict | None = None, device_kind: str | None = None,
+                           model_args: dict | None = None, data_config: dict | None = None) -> None:
         with self._write() as s:
             row = _get_trial(s, trial_id)
             row.params, row.gmacs = int(params), float(gmacs)
+            if model_args is not None:
+                row.model_args_json = canonical_json(model_args)
+            if data_config is not None:
+                row.data_config_json = canonical_json(data_config)
             row.uncounted_ops_json = canonical_json(sorted(uncounted_ops))
             row.latency_ms, row.latency_iqr_ms = latency_ms, latency_iqr_ms
             row.throughput, row.throughput_iqr = throughput, throughput_iqr
@@ -168,7 +173,7 @@ class Store:
             src = _get_trial(s, source_trial_id)
             number = s.scalar(select(func.coalesce(func.max(Trial.number) + 1, 0))
                               .where(Trial.search_id == search_id))
-            copy_fields = ("arch_json", "arch_hash", "recipe_json", "recipe_hash", "model_args_json", "status",
+            copy_fields = ("arch_json", "arch_hash", "recipe_json", "recipe_hash", "model_args_json", "data_config_json", "status",
                            "device_kind", "params", "gmacs", "uncounted_ops_json", "latency_ms", "latency_iqr_ms",
                            "throughput", "throughput_iqr", "protocol_id", "accuracy", "epochs_done",
                            "weights_path")
@@ -280,7 +285,8 @@ def trial_to_dict(row: Trial) -> dict:
         "id": row.id, "search": row.search.name if row.search is not None else None, "number": row.number,
         "status": row.status, "arch": _loads(row.arch_json, None), "arch_hash": row.arch_hash,
         "recipe": _loads(row.recipe_json, None), "recipe_hash": row.recipe_hash,
-        "model_args": _loads(row.model_args_json, None), "seed_name": row.seed_name,
+        "model_args": _loads(row.model_args_json, None), "data_config": _loads(row.data_config_json, None),
+        "seed_name": row.seed_name,
         "reused_from": row.reused_from_id, "device_kind": row.device_kind,
         "accuracy": row.accuracy, "throughput": row.throughput, "throughput_iqr": row.throughput_iqr,
         "latency_ms": row.latency_ms, "latency_iqr_ms": row.latency_iqr_ms, "params": row.params,

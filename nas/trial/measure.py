@@ -1,0 +1,154 @@
+"""Cost of a candidate: parameters and MACs (counted) plus latency and throughput (measured).
+
+Measurement protocol (every setting is recorded in ``SpeedResult.protocol`` because results
+are only comparable under the same protocol): eval mode under ``torch.inference_mode()``,
+``warmup`` untimed forward passes, then ``repeats`` individually timed passes, reported as
+median and inter-quartile range.  On CUDA each pass is timed with CUDA events (synchronised
+once after the loop), runs under bf16 autocast and channels_last, with cuDNN autotuning on;
+on CPU with ``time.perf_counter``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import platform
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.flops import FlopProfile, profile
+from nas.trial.train import amp_context, resolve_speed_settings
+
+__all__ = ["SpeedResult", "device_kind", "measure_speed", "profile_model"]
+
+
+@dataclass
+class SpeedResult:
+    latency_ms: float  # median wall time of one forward pass at ``latency_batch``
+    latency_iqr_ms: float
+    throughput: float  # median images/s at ``throughput_batch``
+    throughput_iqr: float
+    protocol: dict[str, Any]
+
+
+def device_kind(device: torch.device | str) -> str:
+    """Stable name of the hardware a number was measured on (the key under which speeds are reused)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"{device.type}:{_cpu_model_name()} x{torch.get_num_threads()}"
+
+
+def _cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def profile_model(model: nn.Module, img_size: int) -> FlopProfile:
+    """Parameters, GMACs and ops without a MAC count for one image of ``img_size``."""
+    return profile(model, img_size)
+
+
+def measure_speed(model: nn.Module, img_size: int, device: torch.device | str, *, latency_batch: int = 1,
+                  throughput_batch: int = 32, warmup: int = 10, repeats: int = 30,
+                  dtype: torch.dtype | None = None, channels_last: bool | None = None) -> SpeedResult:
+    """Latency at ``latency_batch`` and throughput at ``throughput_batch`` (see module docstring).
+
+    ``dtype``: autocast dtype; default bf16 on CUDA, none (fp32) on CPU; ``torch.float32`` turns it off.
+    """
+    if warmup < 0 or repeats < 1 or latency_batch < 1 or throughput_batch < 1:
+        raise ValueError("measure_speed: need warmup >= 0, repeats >= 1 and batch sizes >= 1")
+    device = torch.device(device)
+    channels_last, amp_dtype = resolve_speed_settings(device, channels_last, dtype)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    in_chans = getattr(model, "pretrained_cfg", {}).get("input_size", (3,))[0]
+    was_training = model.training
+    model.to(device=device, memory_format=memory_format).eval()
+    generator = torch.Generator().manual_seed(0)
+
+    def inputs(batch: int) -> torch.Tensor:
+        x = torch.randn(batch, in_chans, img_size, img_size, generator=generator)
+        return x.to(device).contiguous(memory_format=memory_format)
+
+    try:
+        with _cudnn_benchmark(device.type == "cuda"), torch.inference_mode(), amp_context(device, amp_dtype):
+            run_latency = functools.partial(model, inputs(latency_batch))
+            run_throughput = functools.partial(model, inputs(throughput_batch))
+            latency_s = _time_repeats(run_latency, device, warmup, repeats)
+            throughput_s = _time_repeats(run_throughput, device, warmup, repeats)
+            cudnn_benchmark = torch.backends.cudnn.benchmark
+    finally:
+        model.train(was_training)
+
+    latency_ms = latency_s * 1e3
+    images_per_s = throughput_batch / throughput_s
+    protocol = {
+        "warmup": warmup,
+        "repeats": repeats,
+        "latency_batch": latency_batch,
+        "throughput_batch": throughput_batch,
+        "img_size": img_size,
+        "threads": torch.get_num_threads(),
+        "device": device_kind(device),
+        "dtype": str(amp_dtype or torch.float32).removeprefix("torch."),
+        "channels_last": channels_last,
+        "torch": torch.__version__,
+        "cudnn_benchmark": cudnn_benchmark,
+        "timer": "cuda_event" if device.type == "cuda" else "perf_counter",
+        "statistic": "median",
+    }
+    return SpeedResult(latency_ms=_median(latency_ms), latency_iqr_ms=_iqr(latency_ms),
+                       throughput=_median(images_per_s), throughput_iqr=_iqr(images_per_s), protocol=protocol)
+
+
+def _time_repeats(run: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> np.ndarray:
+    """Seconds of each of ``repeats`` timed calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        run()
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.synchronize()
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                      for _ in range(repeats)]
+            for start, end in events:
+                start.record()
+                run()
+                end.record()
+            torch.cuda.synchronize()
+        return np.array([start.elapsed_time(end) / 1e3 for start, end in events])
+    seconds = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds[i] = time.perf_counter() - start
+    return seconds
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """Fixed shapes: let cuDNN pick its fastest kernels during measurement, then restore the setting."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled or previous
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def _median(values: np.ndarray) -> float:
+    return float(np.median(values))
+
+
+def _iqr(values: np.ndarray) -> float:
+    q1, q3 = np.percentile(values, [25, 75])
+    return float(q3 - q1)
