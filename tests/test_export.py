@@ -178,3 +178,8 @@ def test_cli_export_and_errors(trained_store):
         assert needle in res.stderr and "Traceback" not in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
     assert not (root / "nope.db").exists()
+    verified = _nas("verify-export", str(root / "cli"))
+    assert verified.returncode == 0 and "output (1, 10)" in verified.stdout, verified.stderr
+    (root / "cli" / "config.json").write_text("{broken")
+    broken = _nas("verify-export", str(root / "cli"))
+    assert broken.returncode == 2 and "corrupt" in broken.stderr and "Traceback" not in broken.stderr

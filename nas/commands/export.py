@@ -26,6 +26,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--db", default=DEFAULT_URL, help=f"SQLAlchemy URL or SQLite path (default {DEFAULT_URL})")
     p.set_defaults(func=run)
 
+    v = subparsers.add_parser(
+        "verify-export", help="load an exported directory through timm and run one forward pass",
+        description="Check that DIR loads with timm.create_model('local-dir:DIR', pretrained=True).")
+    v.add_argument("dir", help="directory written by `nas export`")
+    v.set_defaults(func=run_verify)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    import torch
+
+    from nas.export import load_exported
+
+    model = load_exported(args.dir).eval()
+    c, h, w = model.pretrained_cfg["input_size"]
+    with torch.inference_mode():
+        out = model(torch.zeros(1, c, h, w))
+    params = sum(p.numel() for p in model.parameters())
+    print(f"ok: {args.dir} loads as hybrid_metaformer ({params:,} parameters, input {c}x{h}x{w}, "
+          f"output {tuple(out.shape)})")
+    return 0
+
 
 def run(args: argparse.Namespace) -> int:
     from nas.export import export_trial
