@@ -125,6 +125,16 @@ class DynamicFilter(nn.Module):
             torch.randn(h0, self.filter_size, num_filters, 2, dtype=torch.float32) * 0.02)
         self.act2 = nn.Identity()
         self.pwconv2 = nn.Linear(med, dim, bias=bias)
+        self._register_load_state_dict_pre_hook(self._resize_loaded_filters)
+
+    def _resize_loaded_filters(self, state_dict: dict, prefix: str, *args) -> None:
+        """Weights from a model built at another resolution load with their filter grid resized
+        bicubically, as the official ``load_weights`` does (e.g. proxy-trained at 64 px, fine-tuned at 224)."""
+        key = prefix + "complex_weights"
+        loaded = state_dict.get(key)
+        target = self.complex_weights.shape
+        if loaded is not None and loaded.shape != target and loaded.shape[2:] == target[2:] and loaded.dim() == 4:
+            state_dict[key] = resize_filter_grid(loaded.float(), target[0], target[1]).to(loaded.dtype)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, med_channels={self.med_channels}, num_filters={self.num_filters}, "

@@ -103,6 +103,9 @@ def test_head_swap_and_features(trained_store):
     maps = feats(torch.randn(2, 3, 32, 32))
     assert [m.shape[1] for m in maps] == ARCH["dims"] == feats.feature_info.channels()
     assert feats.feature_info.reduction() == [4, 8, 16, 32]
+    # fine-tuning at a higher resolution: the dynamic filter's grid is resized on load (strict load)
+    big = timm.create_model(f"local-dir:{out}", pretrained=True, img_size=64, num_classes=1000)
+    assert big(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
     bare = timm.create_model("hybrid_metaformer", **{k: v for k, v in ARCH.items()}, num_classes=7, img_size=32)
     assert bare(torch.randn(1, 3, 32, 32)).shape == (1, 7)
 

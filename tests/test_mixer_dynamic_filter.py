@@ -235,3 +235,14 @@ def test_cuda_bf16_autocast_matches_float32():
     cpu.load_state_dict(m.state_dict())
     x = torch.randn(2, 15, 9, 32)
     torch.testing.assert_close(m(x.cuda()).cpu(), cpu(x), atol=1e-5, rtol=1e-4)
+
+
+def test_state_dict_from_another_resolution_loads_with_resized_filters():
+    from mixers.dynamic_filter import resize_filter_grid
+
+    small = create_mixer("dynamic_filter", 32, input_size=(8, 8))
+    large = create_mixer("dynamic_filter", 32, input_size=(14, 14))
+    large.load_state_dict(small.state_dict(), strict=True)
+    expected = resize_filter_grid(small.complex_weights.detach(), 14, 8)
+    assert torch.equal(large.complex_weights.detach(), expected)
+    assert torch.equal(large.pwconv1.weight, small.pwconv1.weight)
