@@ -1,0 +1,279 @@
+"""The parts of the page, each a function that writes Streamlit elements for one search.
+
+``app.py`` calls them inside one fragment so a running search refreshes them together.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from . import charts
+from .data import fetch_trial
+from .frames import (
+    Summary, arch_view, filter_trials, front_mixer_counts, hypervolume_frame, stage_column, target_resolution,
+)
+
+CHART_KEY, TABLE_KEY, DETAIL_KEY = "pareto", "trial_table", "detail_trial"
+_STATUS_ORDER = ("completed", "stopped", "running", "infeasible", "failed")
+_TABLE_COLUMNS = {  # most telling first: the mixers and the two objectives
+    "id": st.column_config.NumberColumn("Trial", format="%d"),
+    "status": "Status",
+    "mixers": st.column_config.TextColumn("Mixers per stage", width="medium"),
+    "accuracy": st.column_config.NumberColumn("Accuracy (%)", format="%.2f"),
+    "throughput": st.column_config.NumberColumn("Throughput (img/s)", format="%.0f"),
+    "on_front": st.column_config.CheckboxColumn("On front"),
+    "seed_name": st.column_config.TextColumn("Seed design", width="small"),
+    "latency_ms": st.column_config.NumberColumn("Latency (ms)", format="%.2f"),
+    "params_m": st.column_config.NumberColumn("Params (M)", format="%.2f"),
+    "gmacs": st.column_config.NumberColumn("GMACs", format="%.3f"),
+    "depths": "Depths",
+    "dims": "Widths",
+    "epochs_done": st.column_config.NumberColumn("Epochs", format="%d"),
+    "device_hours": st.column_config.NumberColumn("Device-h", format="%.3f"),
+    "reused_from": st.column_config.NumberColumn("Reused from", format="%d"),
+    "number": st.column_config.NumberColumn("#", format="%d"),
+}
+
+
+def search_setting(search: dict, section: str, key: str) -> Any:
+    """``config[section][key]`` of a search (e.g. measure.max_latency_ms, recipe.dataset), None if absent
+    or if the stored config was unreadable."""
+    config = search.get("config")
+    part = config.get(section) if isinstance(config, dict) else None
+    return part.get(key) if isinstance(part, dict) else None
+
+
+def strategy(search: dict) -> str:
+    config = search.get("config")
+    return str(config.get("strategy", "?")) if isinstance(config, dict) else "?"
+
+
+def hours_unit(search: dict) -> str:
+    """Unit of device-hours for this search: the budget's own unit, or generic device-hours."""
+    return search["budget_kind"] if search.get("budget_kind") in ("gpu-h", "cpu-h") else "device-h"
+
+
+def budget_metric(search: dict) -> tuple[str, str]:
+    """(label with the unit, "charged / total") for the budget metric."""
+    kind, charged, total = search.get("budget_kind"), search.get("charged") or 0.0, search.get("budget_total") or 0
+    if kind == "trials":
+        return "Budget charged (trials)", f"{charged:g} / {total:g}"
+    return f"Budget charged ({kind})", f"{charged:.2g} / {total:.3g}"
+
+
+def axis_titles(search: dict, trials: list[dict]) -> tuple[str, str]:
+    resolution = target_resolution(trials)
+    at = f" at {resolution}×{resolution}" if resolution else ""
+    dataset = search_setting(search, "recipe", "dataset")
+    on = f" on {dataset}" if dataset else ""
+    return f"Measured throughput{at} (img/s, log scale)", f"Proxy accuracy{on} (%)"
+
+
+def render_summary(search: dict, summary: Summary) -> None:
+    cols = st.columns(5)
+    cols[0].metric(*budget_metric(search))
+    cols[1].metric("Trials", summary.trials)
+    cols[2].metric("Best accuracy", f"{summary.best_accuracy:.2f} %" if summary.best_accuracy is not None else "–",
+                   help=f"trial {summary.best_trial}" if summary.best_trial is not None else None)
+    cols[3].metric("Pareto front", f"{summary.front_size} trial{'' if summary.front_size == 1 else 's'}")
+    cols[4].metric("Hypervolume", f"{summary.hypervolume:.3f}",
+                   help="Area the front dominates in (log₁₀ img/s × accuracy) above (1 img/s, 0 %); "
+                        "higher is better.")
+    statuses = " · ".join(f"{summary.by_status[s]} {s}" for s in _STATUS_ORDER if summary.by_status.get(s))
+    facts = [f"space **{search.get('space')}**", f"device **{search.get('device_kind') or 'unknown'}**",
+             f"strategy **{strategy(search)}**", f"search **{search.get('status')}**"]
+    st.caption(" · ".join(facts) + (f"  \nTrials by status: {statuses}" if statuses else ""))
+
+
+def render_pareto(df: pd.DataFrame, search: dict, trials: list[dict]) -> int | None:
+    """The Pareto chart; returns the trial id of a selected point, if any."""
+    x_title, y_title = axis_titles(search, trials)
+    fig = charts.pareto_figure(df, throughput_title=x_title, accuracy_title=y_title,
+                               min_throughput=search_setting(search, "measure", "min_throughput"),
+                               revision=search["name"])
+    event = st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points",), width="stretch",
+                            config={"displaylogo": False})
+    on_chart, in_strip = charts.plotted(df)
+    unplotted = df[~(on_chart | in_strip)]
+    notes = [f"No speed measurement ({status}): trial(s) {', '.join(map(str, ids))}"
+             for status, ids in unplotted.groupby("status")["id"]]
+    st.caption("Each point is one trial: throughput measured on the search device at the target resolution, "
+               "accuracy after the proxy training. The dotted staircase joins the non-dominated trials. "
+               "Trials without an accuracy (over a limit, failed, or still training) sit in the strip below. "
+               "Click a point to open the trial." + "".join(f"  \n{note} (not plotted)." for note in notes))
+    return chart_selection(event)
+
+
+def chart_selection(event: Any) -> int | None:
+    """Trial id of the first selected point (``customdata[0]``); works on the dict AppTest returns too."""
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    for point in points:
+        custom = point.get("customdata")
+        if custom:
+            return int(custom[0])
+    return None
+
+
+def render_filters(df: pd.DataFrame, n_stages: int) -> pd.DataFrame:
+    with st.expander("Filter trials", expanded=False):
+        cols = st.columns(max(n_stages, 1) + 1)
+        statuses = cols[0].multiselect("Status", [s for s in _STATUS_ORDER if s in set(df["status"])],
+                                       key="filter_status", placeholder="any")
+        stage_mixers = {}
+        for stage in range(1, n_stages + 1):
+            options = sorted(df[stage_column(stage)].dropna().unique())
+            stage_mixers[stage] = cols[stage].multiselect(f"Stage {stage} mixer", options,
+                                                          key=f"filter_stage_{stage}", placeholder="any")
+        low_col, high_col, acc_col = st.columns([1, 1, 2])
+        thr_low = low_col.number_input("Throughput ≥ (img/s)", min_value=0.0, value=None, key="filter_thr_min")
+        thr_high = high_col.number_input("Throughput ≤ (img/s)", min_value=0.0, value=None, key="filter_thr_max")
+        acc = acc_col.slider("Accuracy (%)", 0.0, 100.0, (0.0, 100.0), step=0.5, key="filter_accuracy",
+                             help="Narrowing this hides trials that have no accuracy.")
+    return filter_trials(df, statuses=statuses, stage_mixers=stage_mixers,
+                         accuracy_range=None if acc == (0.0, 100.0) else acc,
+                         throughput_range=None if thr_low is None and thr_high is None else (thr_low, thr_high))
+
+
+def render_table(df: pd.DataFrame, search_name: str, n_stages: int) -> int | None:
+    """Filters, the trial table and its CSV; returns the trial id of a selected row, if any."""
+    shown = render_filters(df, n_stages)
+    st.caption(f"{len(shown)} of {len(df)} trials shown. Select a row to open the trial.")
+    event = st.dataframe(shown[list(_TABLE_COLUMNS)].fillna({"seed_name": ""}), key=TABLE_KEY, on_select="rerun",
+                         selection_mode="single-row", hide_index=True, column_config=_TABLE_COLUMNS,
+                         width="stretch")
+    st.download_button("Download these trials as CSV", shown.to_csv(index=False), file_name=f"{search_name}-trials.csv",
+                       mime="text/csv", on_click="ignore")
+    rows = ((event or {}).get("selection") or {}).get("rows") or []
+    return int(shown.iloc[rows[0]]["id"]) if rows and rows[0] < len(shown) else None
+
+
+def choose_detail(chart_pick: int | None, table_pick: int | None, known_ids: set[int]) -> int | None:
+    """The trial to open: the most recent new pick from the chart or the table, kept across refreshes.
+
+    A live refresh changes the figure, which clears the chart's selection; the open trial stays
+    until another pick or the Close button.
+    """
+    state = st.session_state
+    if chart_pick is not None and chart_pick != state.get("_last_chart_pick"):
+        state[DETAIL_KEY] = chart_pick
+    elif table_pick is not None and table_pick != state.get("_last_table_pick"):
+        state[DETAIL_KEY] = table_pick
+    state["_last_chart_pick"], state["_last_table_pick"] = chart_pick, table_pick
+    chosen = state.get(DETAIL_KEY)
+    return chosen if chosen in known_ids else None
+
+
+def forget_selection_and_filters() -> None:
+    """On a switch of search: picks and filters of the previous search mean nothing in the new one."""
+    for key in list(st.session_state):
+        if key in (CHART_KEY, TABLE_KEY, DETAIL_KEY, "_last_chart_pick", "_last_table_pick") or \
+                str(key).startswith("filter_"):
+            del st.session_state[key]
+
+
+def _close_detail() -> None:
+    st.session_state[DETAIL_KEY] = None
+
+
+def export_command(trial_id: int, url: str) -> str:
+    return f"nas export {trial_id} --out {shlex.quote(f'exported/trial-{trial_id}')} --db {shlex.quote(url)}"
+
+
+def _fmt(value: Any, pattern: str, suffix: str = "") -> str:
+    return (pattern.format(value) + suffix) if isinstance(value, (int, float)) else "–"
+
+
+def render_detail(url: str, trial_id: int) -> None:
+    trial = fetch_trial(url, trial_id)
+    if trial is None:
+        st.warning(f"Trial {trial_id} is no longer in the database.")
+        return
+    arch = arch_view(trial.get("arch"))
+    with st.container(border=True):
+        head, close = st.columns([6, 1])
+        head.subheader(f"Trial {trial['id']} · #{trial.get('number')} of {trial.get('search')} · "
+                       f"{trial.get('status')}")
+        close.button("Close", key="close_detail", on_click=_close_detail)
+        notes = []
+        if trial.get("seed_name"):
+            notes.append(f"Hand design from the seed papers: **{trial['seed_name']}**.")
+        if trial.get("reused_from"):
+            notes.append(f"Result reused from trial {trial['reused_from']} (same architecture, recipe and device; "
+                         "charged nothing).")
+        if notes:
+            st.markdown(" ".join(notes))
+        if arch.readable:
+            st.markdown(charts.stage_diagram_html(arch), unsafe_allow_html=True)
+        else:
+            st.warning("The architecture stored for this trial could not be read (corrupt JSON in the database).")
+        accuracy = trial.get("accuracy")
+        cols = st.columns(6)
+        params = trial.get("params")
+        cols[0].metric("Proxy accuracy (%)", _fmt(accuracy * 100 if accuracy is not None else None, "{:.2f}"))
+        cols[1].metric("Throughput (img/s)", _fmt(trial.get("throughput"), "{:,.0f}"))
+        cols[2].metric("Latency (ms)", _fmt(trial.get("latency_ms"), "{:.2f}"),
+                       help=f"batch 1, median; IQR {_fmt(trial.get('latency_iqr_ms'), '{:.2f}', ' ms')}")
+        cols[3].metric("Params (M)", _fmt(params / 1e6 if params else None, "{:.2f}"))
+        cols[4].metric("GMACs", _fmt(trial.get("gmacs"), "{:.3f}"))
+        cols[5].metric("Epochs · device-h",
+                       f"{trial.get('epochs_done') or 0} · {_fmt(trial.get('device_hours'), '{:.3f}')}")
+        if trial.get("uncounted_ops"):
+            st.caption("GMACs leave out ops the counter does not know: " + ", ".join(map(str, trial["uncounted_ops"])))
+        if trial.get("error"):
+            st.error(trial["error"], icon=":material/error:")
+        curve, protocol, raw = st.tabs(["Learning curve", "Measurement protocol", "Architecture"])
+        with curve:
+            if trial.get("epochs"):
+                st.plotly_chart(charts.learning_curve_figure(trial["epochs"]), width="stretch",
+                                key=f"curve_{trial_id}")
+            else:
+                st.info("No epochs recorded for this trial.")
+        with protocol:
+            if isinstance(trial.get("protocol"), dict):
+                st.caption(f"Measured on {trial.get('device_kind') or 'unknown device'}.")
+                st.table(pd.DataFrame({"setting": list(trial["protocol"]),
+                                       "value": [json.dumps(v) if not isinstance(v, str) else v
+                                                 for v in trial["protocol"].values()]}))
+            else:
+                st.info("No measurement protocol recorded (the trial was never measured).")
+        with raw:
+            st.json(trial.get("arch") if trial.get("arch") is not None else {}, expanded=True)
+        if trial.get("status") in ("completed", "stopped"):
+            st.markdown("Export this model as a timm model directory:")
+            st.code(export_command(trial["id"], url), language="bash")
+        else:
+            st.caption(f"No export: a {trial.get('status')} trial has no trained weights.")
+
+
+def render_progress(df: pd.DataFrame, search: dict, trials: list[dict]) -> None:
+    _, y_title = axis_titles(search, trials)
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Hypervolume vs device-hours")
+        hv = hypervolume_frame(trials)
+        if len(hv):
+            st.plotly_chart(charts.hypervolume_figure(hv, hours_unit=hours_unit(search)), width="stretch",
+                            key="hypervolume")
+        else:
+            st.info("No finished trials yet.")
+    with right:
+        st.subheader("Accuracy vs batch-1 latency")
+        limit = search_setting(search, "measure", "max_latency_ms")
+        st.plotly_chart(charts.latency_figure(df, max_latency_ms=limit, accuracy_title=y_title), width="stretch",
+                        key="latency")
+        infeasible = int((df["status"] == "infeasible").sum())
+        st.caption(("The latency limit applies to batch-1 latency, which does not convert exactly into batch "
+                    "throughput, so it is drawn here rather than on the Pareto chart. " if limit else
+                    "No latency limit was set for this search. ")
+                   + (f"{infeasible} infeasible trial(s) were measured over a limit and not trained." if infeasible
+                      else ""))
+    st.subheader("Mixers on the Pareto front, by stage")
+    counts = front_mixer_counts(trials)
+    if counts.empty:
+        st.info("No feasible trials on the front yet.")
+    else:
+        st.plotly_chart(charts.front_mixer_figure(counts), width="stretch", key="front_mixers")
