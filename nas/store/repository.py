@@ -7,7 +7,7 @@ hold ORM objects across sessions.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -152,8 +152,12 @@ class Store:
         with self._write() as s:
             _get_trial(s, trial_id).device_hours = float(device_hours)
 
-    def find_reusable(self, arch: dict, recipe: dict, device_kind: str) -> dict | None:
-        """An earlier trained result (any search) for this architecture, recipe and device kind."""
+    def find_reusable(self, arch: dict, recipe: dict, device_kind: str,
+                      accept: Callable[[dict], bool] | None = None) -> dict | None:
+        """An earlier trained result (any search) for this architecture, recipe and device kind.
+
+        ``accept(trial_dict)`` can narrow the candidates further (e.g. to one measurement protocol).
+        """
         with self._session() as s:
             rows = s.scalars(
                 select(Trial)
@@ -161,10 +165,9 @@ class Store:
                        Trial.device_kind == device_kind, Trial.status.in_(FEASIBLE_STATES),
                        Trial.reused_from_id.is_(None))
                 .order_by(Trial.id)).all()
-            if not rows:
-                return None
-            row = max(rows, key=lambda r: (r.status == COMPLETED, r.epochs_done or 0, -r.id))
-            return trial_to_dict(row)
+            rows.sort(key=lambda r: (r.status == COMPLETED, r.epochs_done or 0, -r.id), reverse=True)
+            candidates = (trial_to_dict(r) for r in rows)
+            return next((t for t in candidates if accept is None or accept(t)), None)
 
     def record_reuse(self, search_id: int, source_trial_id: int, *, tune_trial_id: str | None = None,
                      seed_name: str | None = None) -> int:

@@ -1,0 +1,103 @@
+"""``nas search``: run (or resume) a hardware-aware architecture search on Ray Tune."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nas.store import DEFAULT_URL
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search", help="search architectures: proxy-train and measure candidates on Ray Tune",
+        description="Explore architectures that mix token mixers per stage: the space's hand-designed seeds first, "
+                    "then the strategy's proposals; each candidate is measured on the device it runs on and trained "
+                    "briefly on a proxy task, and everything is recorded in the SQL store. Trials that an earlier "
+                    "search already ran with the same recipe on the same device kind are reused, not re-run.")
+    what = p.add_argument_group("what to search")
+    what.add_argument("--space", help="search space name (hybrid_metaformer, hybrid_metaformer_tiny) or a "
+                                      ".yaml/.json file")
+    what.add_argument("--budget", help="device time or trial count: 64gpu-h, 90gpu-min, 10cpu-min, 40trials")
+    what.add_argument("--strategy", help="random, evolution (default), nni-tpe or nni-evolution")
+    what.add_argument("--seed", type=int, help="seed of the strategy and of proxy training (default 0)")
+    what.add_argument("--asha", dest="asha", action="store_true", default=None,
+                      help="stop weak trials early with ASHA on validation accuracy (default)")
+    what.add_argument("--no-asha", dest="asha", action="store_false", help="train every trial for all epochs")
+
+    proxy = p.add_argument_group("proxy task")
+    proxy.add_argument("--dataset", help="digits (default, offline), cifar10, cifar100 or folder:PATH "
+                                         "(PATH/train/<class>/*, PATH/val/<class>/*)")
+    proxy.add_argument("--data-dir", help="where cifar10/cifar100 live (default ~/.cache/mixer-nas/data)")
+    proxy.add_argument("--download", action="store_true", help="download the dataset once before the search")
+    proxy.add_argument("--epochs", type=int, help="proxy epochs per trial (default 4)")
+    proxy.add_argument("--proxy-res", type=int, help="proxy training resolution (default: the space's proxy_res)")
+    proxy.add_argument("--batch-size", type=int, help="proxy batch size (default 64)")
+    proxy.add_argument("--subset", type=int, help="cap on training images per trial (default: all)")
+    proxy.add_argument("--lr", type=float, help="peak AdamW learning rate (default 2e-3)")
+
+    speed = p.add_argument_group("speed measurement and constraints")
+    speed.add_argument("--target-res", type=int, help="resolution speed is measured at (default: the space's "
+                                                      "target_res)")
+    speed.add_argument("--max-latency-ms", type=float, help="batch-1 latency limit; slower candidates are infeasible")
+    speed.add_argument("--min-throughput", type=float, help="throughput floor in img/s; slower ones are infeasible")
+    speed.add_argument("--throughput-batch", type=int, help="batch size of the throughput measurement "
+                                                            "(default 32 on CPU, 256 on GPU)")
+    speed.add_argument("--warmup", type=int, help="untimed passes before timing (default 10 on CPU, 50 on GPU)")
+    speed.add_argument("--repeats", type=int, help="timed passes, reported as median and IQR "
+                                                   "(default 30 on CPU, 100 on GPU)")
+
+    where = p.add_argument_group("resources")
+    where.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (0.5 packs two "
+                                                            "trials on a GPU; default 1 for GPU budgets, else 0)")
+    where.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    where.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources hold)")
+    where.add_argument("--address", help="attach to a running Ray cluster, HOST:PORT of its head or auto "
+                                         "(default: start a local Ray instance)")
+
+    store = p.add_argument_group("results")
+    store.add_argument("--db", default=DEFAULT_URL, help=f"SQLAlchemy URL or SQLite path (default {DEFAULT_URL})")
+    store.add_argument("--name", help="name of the new search (default: <space>-<strategy>-<time>)")
+    store.add_argument("--resume", metavar="NAME", help="continue search NAME after an interruption, with its "
+                                                        "stored settings; --budget may raise its budget")
+    store.add_argument("--artifacts", help="directory for trained weights (default: beside the SQLite DB, "
+                                           "e.g. nas_artifacts/)")
+    store.add_argument("--quiet", action="store_true", help="print only the final summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.driver import SearchRequest, prepare_search, run_search
+
+    request = SearchRequest(
+        space=args.space, budget=args.budget, strategy=args.strategy, dataset=args.dataset, data_dir=args.data_dir,
+        download=args.download, epochs=args.epochs, proxy_res=args.proxy_res, batch_size=args.batch_size,
+        subset=args.subset, lr=args.lr, seed=args.seed, target_res=args.target_res,
+        max_latency_ms=args.max_latency_ms, min_throughput=args.min_throughput, warmup=args.warmup,
+        repeats=args.repeats, throughput_batch=args.throughput_batch, gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, address=args.address, db=args.db,
+        name=args.name, resume=args.resume, artifacts=args.artifacts, asha=args.asha)
+    prepared = prepare_search(request)
+    summary = run_search(prepared, out=None if args.quiet else sys.stdout)
+    print(format_summary(summary, args.db))
+    return 0 if summary.status == "finished" else 1
+
+
+def format_summary(summary, db: str = DEFAULT_URL) -> str:
+    """End-of-search report: status, budget charged, trial counts and the Pareto front."""
+    from nas.commands.results import trials_table
+    from nas.tune_callback import format_duration, summarise
+
+    progress = summarise(summary.trials, summary.wall_s, summary.charged)
+    best = f"{progress.best_accuracy:.3f}" if progress.best_accuracy is not None else "-"
+    lines = [
+        f"search {summary.name!r} {summary.status} after {format_duration(summary.wall_s)}: charged {summary.charged}; "
+        f"trials ran {summary.utilisation:.0%} of the time of {summary.slots} slot(s)",
+        f"trials: {progress.done} done, {progress.infeasible} infeasible, {progress.failed} failed, "
+        f"{progress.reused} reused; best accuracy {best}",
+        f"Pareto front (accuracy vs throughput), {len(summary.front)} trial(s):",
+        trials_table(summary.front),
+    ]
+    if summary.status != "finished":
+        db_flag = "" if db == DEFAULT_URL else f" --db {db}"
+        lines.append(f"continue with: nas search --resume {summary.name}{db_flag}")
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""Our ask/tell strategies behind Tune's ``Searcher`` interface, with seeds, reuse and the budget.
+
+Order of proposals: the queued architectures first (the space's hand-designed seeds; on
+``--resume`` also the architectures whose trials the killed driver left unfinished), then
+whatever the strategy asks for.  Before a proposal becomes a trial, the recorder looks for an
+earlier result of the same architecture, recipe, device kind and measurement protocol; a hit
+is recorded as a free trial and told to the strategy instead of being trained again.
+
+The budget decides whether another trial may start (``BudgetTracker.can_start``, counting
+suggested-but-unfinished trials as in flight); when it cannot and nothing is in flight, or
+when the strategy has nothing left to propose, ``suggest`` returns ``Searcher.FINISHED``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Protocol
+
+from ray.tune.search import Searcher
+
+from nas.budget import BudgetTracker
+from nas.strategies import Strategy
+from nas.tune_callback import Reused
+from search_spaces import Architecture
+
+# Consecutive proposals that are all duplicates or reused before the searcher stops asking.
+MAX_SKIPPED_PROPOSALS = 10_000
+
+
+class Reuser(Protocol):
+    def reuse(self, arch: Architecture, seed_name: str | None) -> Reused | None: ...
+
+
+class StrategySearcher(Searcher):
+    """Tune searcher: queued architectures first, then ``strategy.ask()``; results go to ``strategy.tell``."""
+
+    def __init__(self, strategy: Strategy, tracker: BudgetTracker, reuser: Reuser,
+                 make_config: Callable[[Architecture, str | None], dict[str, Any]],
+                 queued: Iterable[tuple[str | None, Architecture]] = (), exclude: Iterable[Architecture] = ()):
+        super().__init__(metric="val_accuracy", mode="max")
+        self.strategy = strategy
+        self.tracker = tracker
+        self.reuser = reuser
+        self.make_config = make_config
+        self.queue = list(queued)
+        self.proposed: set[Architecture] = set(exclude)
+        for _, arch in self.queue:
+            strategy.mark_seen(arch)
+        self.live: dict[str, Architecture] = {}
+        self.best: dict[str, float] = {}  # trial id -> best val accuracy reported
+        self.feasible: dict[str, bool] = {}
+        self.finished = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its config for its own restore, which this project does not use
+        # (``--resume`` rebuilds the searcher from the store); the live strategy stays out.
+        return {"_metric": self._metric, "_mode": self._mode}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.finished:
+            return Searcher.FINISHED
+        if not self.tracker.can_start(len(self.live)):
+            return self._wait_or_finish()
+        for _ in range(MAX_SKIPPED_PROPOSALS):
+            proposal = self._next_proposal()
+            if proposal is None:
+                return self._wait_or_finish()
+            seed_name, arch = proposal
+            if arch in self.proposed:
+                continue
+            self.proposed.add(arch)
+            reused = self.reuser.reuse(arch, seed_name)
+            if reused is not None:
+                self.strategy.tell(arch, reused.score)
+                continue
+            self.live[trial_id] = arch
+            return self.make_config(arch, seed_name)
+        return self._finish()
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._note(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        arch = self.live.pop(trial_id, None)
+        if arch is None:
+            return
+        if result:
+            self._note(trial_id, result)
+        feasible = self.feasible.pop(trial_id, False)
+        best = self.best.pop(trial_id, None)
+        self.strategy.tell(arch, best if feasible and not error else None)
+
+    def _note(self, trial_id: str, result: dict) -> None:
+        if result.get("phase") == "measure":
+            self.feasible[trial_id] = bool(result.get("feasible"))
+        elif result.get("phase") == "epoch" and result.get("val_accuracy") is not None:
+            self.best[trial_id] = max(self.best.get(trial_id, 0.0), float(result["val_accuracy"]))
+
+    def _next_proposal(self) -> tuple[str | None, Architecture] | None:
+        if self.queue:
+            return self.queue.pop(0)
+        arch = self.strategy.ask()
+        return None if arch is None else (None, arch)
+
+    def _wait_or_finish(self) -> str | None:
+        """Nothing to start now: wait for in-flight trials (they may free budget or inform the strategy)."""
+        return None if self.live else self._finish()
+
+    def _finish(self) -> str:
+        self.finished = True
+        return Searcher.FINISHED
