@@ -80,9 +80,13 @@ python -c "import nas, runpy, sys; sys.argv[0] = 'train.py'; runpy.run_path('tra
     --opt adamw --lr 1e-3 --weight-decay 0.05 --sched cosine --epochs 300 --warmup-epochs 20 --drop-path 0.2 \\
     --aa rand-m9-mstd0.5-inc1 --mixup 0.8 --cutmix 1.0 --smoothing 0.1 --reprob 0.25 -b 128 --amp
 python -c "import nas, runpy, sys; sys.argv[0] = 'validate.py'; runpy.run_path('validate.py', run_name='__main__')" \\
-    /path/to/imagenet --model local-dir:{out_dir} --checkpoint output/train/<run>/model_best.pth.tar
+    /path/to/imagenet --model local-dir:{out_dir} --num-classes 1000 --img-size 224 \\
+    --checkpoint output/train/<run>/model_best.pth.tar
 ```
 
-(The recipe above is DFFormer/CAFormer's ImageNet recipe. A `dynamixer` stage fixes the input size:
-build at the training resolution, e.g. `--model-kwargs img_size=224`.)
+(The recipe above is DFFormer/CAFormer's ImageNet recipe. `validate.py` builds the model from this
+directory's config ({model.num_classes} classes, {size[1]}x{size[2]}), so pass the fine-tuned `--num-classes` and
+`--img-size` again. A `dynamixer` stage fixes the input size: build at the training resolution, in both
+commands, e.g. `--model-kwargs img_size=224`. With Pillow 13, timm's RandAugment `inc1` posterize can ask
+for 0 bits and raise `ValueError: bits must be between or equal to 1 and 8`; `--aa rand-m9-mstd0.5-inc1-mmax9` avoids it.)
 """
