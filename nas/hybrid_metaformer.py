@@ -18,7 +18,6 @@ Deviations from timm's MetaFormer, on purpose:
 The architecture is fully described by JSON-serialisable kwargs (``mixers``, ``depths``,
 ``dims``, ``mixer_kwargs``), so ``timm.models.save_for_hf`` exports it without help.
 """
-from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any, Sequence
