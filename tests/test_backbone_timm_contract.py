@@ -156,3 +156,21 @@ def test_fx_backward(mixer: str) -> None:
 def test_unknown_mixer_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="no_such_mixer"):
         timm.create_model("hybrid_metaformer", pretrained=False, mixers=["sepconv", "no_such_mixer", "mhsa", "mhsa"])
+
+
+@pytest.mark.parametrize("mixer", ["dynamixer", "mhsa", "sepconv", "pooling"])
+def test_torchscript_and_fx_torchscript(mixer: str) -> None:
+    """timm's test_model_forward_torchscript / _fx_torchscript.  TorchScript is deprecated upstream
+    (torch >= 2.11); dynamic_filter (autocast with a runtime device), dma and msda are not scriptable,
+    nor is hilo when one of its branches has no heads (attributes that do not exist)."""
+    from timm.layers import set_scriptable
+
+    with set_scriptable(True):
+        model = _create(mixer).eval()
+    x = _input(model)
+    with torch.inference_mode():
+        eager = model(x)
+        scripted = torch.jit.script(model)(x)
+        fx_scripted = tuple(torch.jit.script(_fx_model(model, train=False))(x).values())[0]
+    torch.testing.assert_close(scripted, eager)
+    torch.testing.assert_close(fx_scripted, eager)
