@@ -46,11 +46,12 @@ def hypervolume(trials: Iterable[dict], ref_throughput: float = 1.0, ref_accurac
     front = [t for t in pareto_front(trials) if t["throughput"] > ref_throughput and t["accuracy"] > ref_accuracy]
     xs = [math.log10(t["throughput"]) for t in front]
     ys = [t["accuracy"] for t in front]
-    area = 0.0
-    for i, (x, y) in enumerate(zip(xs, ys)):
-        left = xs[i - 1] if i > 0 else math.log10(ref_throughput)
-        # strip between previous x and this x is covered up to the best accuracy among points with x' >= x
-        area += (x - left) * (max(ys[i:]) - ref_accuracy)
+    # The front rises in throughput and falls in accuracy, so the strip between the previous point's
+    # throughput and this one's is covered up to this point's accuracy.
+    area, left = 0.0, math.log10(ref_throughput)
+    for x, y in zip(xs, ys):
+        area += (x - left) * (y - ref_accuracy)
+        left = x
     return area
 
 
