@@ -154,13 +154,20 @@ class DynamicMultiLevelAttention(nn.Module):
         e = self.expand(x).permute(0, 3, 1, 2)                      # (B, E, H, W) view, channels_last memory
         if self.fuse == "split":
             parts = torch.split(e, self.splits, dim=1)
-            m = torch.cat([conv(p) for conv, p in zip(self.dwconvs, parts)], dim=1)
+            outs: list[torch.Tensor] = []
+            for i, conv in enumerate(self.dwconvs):  # enumerate, not zip: TorchScript-friendly
+                outs.append(conv(parts[i]))
+            m = torch.cat(outs, dim=1)
         elif self.fuse == "sum":
             m = self.dwconvs[0](e)
-            for conv in self.dwconvs[1:]:
-                m = m + conv(e)
+            for i, conv in enumerate(self.dwconvs):
+                if i > 0:
+                    m = m + conv(e)
         else:
-            m = torch.cat([conv(e) for conv in self.dwconvs], dim=1)
+            outs = []
+            for conv in self.dwconvs:
+                outs.append(conv(e))
+            m = torch.cat(outs, dim=1)
         m = self.act(self.norm(m))
         y = self.reduce(m.permute(0, 2, 3, 1))                      # (B, H, W, C)
         g = self.gate((x if self.gate_input == "input" else y).mean(dim=(1, 2)))

@@ -147,30 +147,44 @@ class DynamicFilter(nn.Module):
             weight = resize_filter_grid(weight, height, width)
         return weight
 
+    def _spectral_filter(self, y: torch.Tensor, routing_logits: torch.Tensor, H: int, W: int,
+                         fdtype: torch.dtype) -> torch.Tensor:
+        """Routing softmax, rfft2, per-image filter and irfft2 in ``fdtype``; (B, C', H*W) -> (B, C', H, W)."""
+        B = y.shape[0]
+        K, Cm = self.num_filters, self.med_channels
+        routing = routing_logits.to(fdtype).view(B, K, Cm).softmax(dim=1)            # (B, K, C')
+        spec = torch.fft.rfft2(y.to(fdtype).view(B, Cm, H, W), norm="ortho")        # (B, C', H, F)
+        Hf, Ff = spec.shape[2], spec.shape[3]
+        basis = self.filter_grid(Hf, Ff, fdtype).permute(2, 0, 1, 3).reshape(K, Hf * Ff * 2)
+        # filt[b, c] = sum_k routing[b, k, c] * basis[k]: real (re, im)-interleaved -> complex view
+        filt = torch.bmm(routing.transpose(1, 2), basis.expand(B, -1, -1))          # (B, C', H*F*2)
+        spec = spec * torch.view_as_complex(filt.view(B, Cm, Hf, Ff, 2))
+        return torch.fft.irfft2(spec, s=(H, W), norm="ortho")                       # (B, C', H, W)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
-        K, Cm = self.num_filters, self.med_channels
+        Cm = self.med_channels
         routing_logits = self.reweight(x.mean(dim=(1, 2)))                          # (B, K*C')
         # pwconv1 written as a batched matmul whose result is channels-first (B, C', H*W): the FFT then
         # runs over the two contiguous trailing dims with no layout copy (NHWC input needs two).
         w1 = self.pwconv1.weight
+        b1 = self.pwconv1.bias
         y = torch.bmm(w1.expand(B, -1, -1), x.reshape(B, H * W, C).transpose(1, 2))
-        if self.pwconv1.bias is not None:
-            y = y + self.pwconv1.bias[:, None]
+        if b1 is not None:
+            y = y + b1[:, None]
         y = self.act1(y)
         fdtype = torch.promote_types(y.dtype, torch.float32)  # float32, or float64 for double modules
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            routing = routing_logits.to(fdtype).view(B, K, Cm).softmax(dim=1)        # (B, K, C')
-            spec = torch.fft.rfft2(y.to(fdtype).view(B, Cm, H, W), norm="ortho")    # (B, C', H, F)
-            Hf, Ff = spec.shape[2], spec.shape[3]
-            basis = self.filter_grid(Hf, Ff, fdtype).permute(2, 0, 1, 3).reshape(K, Hf * Ff * 2)
-            # filt[b, c] = sum_k routing[b, k, c] * basis[k]: real (re, im)-interleaved -> complex view
-            filt = torch.bmm(routing.transpose(1, 2), basis.expand(B, -1, -1))      # (B, C', H*F*2)
-            spec = spec * torch.view_as_complex(filt.view(B, Cm, Hf, Ff, 2))
-            y = torch.fft.irfft2(spec, s=(H, W), norm="ortho")                      # (B, C', H, W)
+        if torch.jit.is_scripting():
+            # TorchScript needs a constant autocast device; scripted code does not run under eager
+            # autocast, so the guard is only needed (and only used) in eager mode.
+            y = self._spectral_filter(y, routing_logits, H, W, fdtype)
+        else:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                y = self._spectral_filter(y, routing_logits, H, W, fdtype)
         y = self.act2(y.to(x.dtype)).reshape(B, Cm, H * W)
         # pwconv2 as a batched matmul reading the channels-first tensor transposed: NHWC out, no copy.
         out = torch.bmm(y.transpose(1, 2), self.pwconv2.weight.t().expand(B, -1, -1))
-        if self.pwconv2.bias is not None:
-            out = out + self.pwconv2.bias
+        b2 = self.pwconv2.bias
+        if b2 is not None:
+            out = out + b2
         return out.view(B, H, W, C)

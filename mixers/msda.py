@@ -68,18 +68,23 @@ def dilated_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n
     pad = dilation * (kernel_size // 2)
     k = F.pad(k, (0, 0, pad, pad, pad, pad))
     v = F.pad(v, (0, 0, pad, pad, pad, pad))
-    corners = [(i * dilation, j * dilation) for i in range(kernel_size) for j in range(kernel_size)]
+    corners: list[tuple[int, int]] = []
+    for i in range(kernel_size):
+        for j in range(kernel_size):
+            corners.append((i * dilation, j * dilation))
 
-    def heads(t: torch.Tensor) -> torch.Tensor:  # a view, not unflatten: fvcore ignores aten::view
-        return t.view(B, H, W, num_heads, -1)
-
-    q = heads(q)
+    # Heads split with a view, not unflatten: fvcore ignores aten::view.  Plain loops (no generators
+    # or closures) keep this TorchScript-compatible.
+    q = q.view(B, H, W, num_heads, -1)
     # vecdot/addcmul rather than mul+sum: fvcore records them as ops that can be given MAC counts.
-    logits = torch.stack([torch.linalg.vecdot(q, heads(k[:, y:y + H, x:x + W])) for y, x in corners], dim=-1)
+    logits_list: list[torch.Tensor] = []
+    for y, x in corners:
+        logits_list.append(torch.linalg.vecdot(q, k[:, y:y + H, x:x + W].view(B, H, W, num_heads, -1)))
+    logits = torch.stack(logits_list, dim=-1)
     attn = logits.softmax(dim=-1)  # (B, H, W, heads, kernel_size^2)
     out = torch.zeros_like(q)
     for n, (y, x) in enumerate(corners):
-        out = torch.addcmul(out, attn[..., n, None], heads(v[:, y:y + H, x:x + W]))
+        out = torch.addcmul(out, attn[..., n, None], v[:, y:y + H, x:x + W].view(B, H, W, num_heads, -1))
     return out.flatten(-2)
 
 
@@ -114,9 +119,10 @@ class MultiScaleDilatedAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         q = q * self.scale
-        out = torch.cat([
-            dilated_local_attention(q[..., g.start:g.stop], k[..., g.start:g.stop], v[..., g.start:g.stop],
-                                    g.num_heads, g.dilation, self.kernel_size)
-            for g in self.groups
-        ], dim=-1)
+        outs: list[torch.Tensor] = []
+        # Unpacked by position: TorchScript sees the DilationGroup attributes as plain tuples.
+        for dilation, heads, start, stop in self.groups:
+            outs.append(dilated_local_attention(q[..., start:stop], k[..., start:stop], v[..., start:stop],
+                                                heads, dilation, self.kernel_size))
+        out = torch.cat(outs, dim=-1)
         return self.proj(out)
