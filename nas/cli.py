@@ -20,8 +20,16 @@ _COMMANDS = (
 )
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``nas search: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        hint = " (a value starting with '-' needs '=', e.g. --budget=-1trials)" if "expected one argument" in message else ""
+        self.exit(2, f"{self.prog}: error: {message}{hint}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="nas", description="Hardware-aware NAS over per-stage token mixers in MetaFormer backbones.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
