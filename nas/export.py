@@ -26,9 +26,9 @@ import nas.hybrid_metaformer  # noqa: F401  (registers the timm model)
 from nas.errors import UsageError
 from nas.model_card import render_model_card
 from nas.store import FEASIBLE_STATES, Store
+from nas.trial.runner import WEIGHTS_FILE
 
 ARCHITECTURE = "hybrid_metaformer"
-WEIGHTS_FILE = "model.safetensors"
 
 
 class ExportError(UsageError):
@@ -85,7 +85,7 @@ def export_trial(store: Store, trial_id: int, out_dir: str | Path, *, num_classe
         if num_classes < 0:
             raise ExportError(f"--num-classes must be >= 0, got {num_classes}")
         model.reset_classifier(num_classes)  # fresh head; the searched backbone keeps its weights
-    data_config = _data_config(trial)
+    data_config = _data_config(trial, model)
     provenance = {"mixer_nas": _provenance(trial, with_weights, num_classes)}
     if with_weights:
         save_for_hf(model, str(out), model_config=provenance, safe_serialization=True, data_config=data_config)
@@ -132,13 +132,10 @@ def _prepare_out_dir(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _data_config(trial: dict) -> dict:
-    """Preprocessing the weights were trained with: proxy resolution and the dataset's normalisation."""
-    args = model_args_of(trial)
-    size = args.get("img_size", 224)
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
+def _data_config(trial: dict, model: torch.nn.Module) -> dict:
+    """Preprocessing the weights were trained with: the model's input size and the dataset's normalisation."""
     recorded = trial.get("data_config") or {}
-    config = {"input_size": (args.get("in_chans", 3), h, w), "crop_pct": 1.0, "interpolation": "bilinear"}
+    config = {"input_size": tuple(model.pretrained_cfg["input_size"]), "crop_pct": 1.0, "interpolation": "bilinear"}
     if recorded.get("mean") and recorded.get("std"):
         config.update(mean=tuple(recorded["mean"]), std=tuple(recorded["std"]))
     return config

@@ -24,12 +24,11 @@ from ray import tune
 
 from nas.budget import BudgetTracker, device_hours
 from nas.pareto import pareto_front
-from nas.store import COMPLETED, FAILED, FEASIBLE_STATES, INFEASIBLE, RUNNING, STOPPED, Store
+from nas.store import COMPLETED, EPOCH_METRICS, FAILED, FEASIBLE_STATES, INFEASIBLE, RUNNING, STOPPED, Store
 from nas.trial.runner import WEIGHTS_FILE
 from search_spaces import Architecture
 
 HEARTBEAT_S = 60.0
-EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "lr", "images_per_s", "elapsed_s")
 
 
 def final_status(feasible: bool | None, epochs_done: int, epochs_planned: int) -> str:
@@ -205,15 +204,18 @@ class SearchRecorder:
         trial = self._running.get(tune_id)
         if trial is None:
             return
+        hours = device_hours(self.clock() - trial.started, trial.devices)
         if result.get("phase") == "measure":
-            self._record_measurement(trial, result)
+            self._record_measurement(trial, result, hours)
         elif result.get("phase") == "epoch":
             epoch = int(result["epoch"])
-            self.store.record_epoch(trial.store_id, epoch, **{k: result.get(k) for k in EPOCH_METRICS})
+            self.store.record_epoch(trial.store_id, epoch, device_hours=hours,
+                                    **{k: result.get(k) for k in EPOCH_METRICS})
             trial.epochs_done = max(trial.epochs_done, epoch)
             accuracy = float(result["val_accuracy"])
             trial.best_accuracy = accuracy if trial.best_accuracy is None else max(trial.best_accuracy, accuracy)
-        self.store.set_device_hours(trial.store_id, device_hours(self.clock() - trial.started, trial.devices))
+        else:
+            self.store.set_device_hours(trial.store_id, hours)
 
     def trial_completed(self, tune_id: str, checkpoint_dir: str | None) -> str | None:
         """A trial ended without an exception (trained out, stopped by ASHA, or infeasible)."""
@@ -260,7 +262,7 @@ class SearchRecorder:
 
     # ---- internals ----------------------------------------------------------------------------
 
-    def _record_measurement(self, trial: _Running, result: dict) -> None:
+    def _record_measurement(self, trial: _Running, result: dict, hours: float) -> None:
         trial.feasible = bool(result.get("feasible"))
         self.store.record_measurement(
             trial.store_id, params=result["params"], gmacs=result["gmacs"],
@@ -268,7 +270,7 @@ class SearchRecorder:
             latency_iqr_ms=result.get("latency_iqr_ms"), throughput=result.get("throughput"),
             throughput_iqr=result.get("throughput_iqr"), protocol=result.get("protocol"),
             device_kind=result.get("device_kind"), model_args=result.get("model_args"),
-            data_config=result.get("data_config"))
+            data_config=result.get("data_config"), device_hours=hours)
         if self.device_kind is None and result.get("device_kind"):
             self.device_kind = result["device_kind"]
             self.store.update_search(self.search["name"], device_kind=self.device_kind)

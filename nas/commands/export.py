@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.commands.results import newest_search, require_search
 from nas.errors import UsageError
 from nas.store import DEFAULT_URL, FEASIBLE_STATES, open_store
 
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         if args.trial is not None:
             targets = [(args.trial, Path(args.out))]
         else:
-            search = _search_name(store, args.search)
+            search = args.search or newest_search(store)
+            require_search(store, search)
             feasible = store.trials(search=search, statuses=FEASIBLE_STATES)
             feasible = [t for t in feasible if t.get("accuracy") is not None]
             if not feasible:
@@ -80,14 +82,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
-
-
-def _search_name(store, name: str | None) -> str:
-    searches = store.list_searches()
-    if name is None:
-        if not searches:
-            raise UsageError("the database holds no searches")
-        return searches[-1]["name"]
-    if not any(s["name"] == name for s in searches):
-        raise UsageError(f"unknown search {name!r}")
-    return name

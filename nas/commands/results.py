@@ -40,7 +40,7 @@ def _common(parser: argparse.ArgumentParser, func) -> None:
 def run_trials(args: argparse.Namespace) -> int:
     with _reading(args.db) as store:
         if args.search is not None:
-            _require_search(store, args.search)
+            require_search(store, args.search)
         rows = store.trials(search=args.search, statuses=[args.status] if args.status else None)
     _print(rows, args.json, with_search=args.search is None)
     return 0
@@ -50,8 +50,8 @@ def run_pareto(args: argparse.Namespace) -> int:
     from nas.pareto import pareto_front
 
     with _reading(args.db) as store:
-        name = args.search if args.search is not None else _newest_search(store)
-        _require_search(store, name)
+        name = args.search if args.search is not None else newest_search(store)
+        require_search(store, name)
         front = pareto_front(store.trials(search=name))
     if not args.json:
         print(f"Pareto front of search {name!r} (accuracy vs throughput): {len(front)} trial(s)")
@@ -81,13 +81,13 @@ def _reading(url: str) -> Iterator[Store]:
         store.close()
 
 
-def _require_search(store: Store, name: str) -> None:
+def require_search(store: Store, name: str) -> None:
     if store.get_search(name) is None:
         known = ", ".join(s["name"] for s in store.list_searches()) or "none"
         raise UsageError(f"no search named {name!r} (known: {known})")
 
 
-def _newest_search(store: Store) -> str:
+def newest_search(store: Store) -> str:
     searches = store.list_searches()
     if not searches:
         raise UsageError("the store holds no search yet")

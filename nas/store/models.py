@@ -19,6 +19,8 @@ SCHEMA_VERSION = 1
 # still has a measured speed and a validation accuracy, from fewer epochs).
 RUNNING, COMPLETED, STOPPED, INFEASIBLE, FAILED = "running", "completed", "stopped", "infeasible", "failed"
 TRIAL_STATES = (RUNNING, COMPLETED, STOPPED, INFEASIBLE, FAILED)
+# What a trial reports after every epoch (columns of ``epoch_metrics``).
+EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "lr", "images_per_s", "elapsed_s")
 FEASIBLE_STATES = (COMPLETED, STOPPED)
 # Search states.
 SEARCH_RUNNING, SEARCH_FINISHED, SEARCH_INTERRUPTED = "running", "finished", "interrupted"

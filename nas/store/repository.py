@@ -17,7 +17,7 @@ from search_spaces.canonical import canonical_json, json_hash
 
 from .engine import StoreError, ensure_schema, make_engine, normalise_url
 from .models import (
-    COMPLETED, FEASIBLE_STATES, RUNNING, SEARCH_RUNNING, EpochMetric, MeasurementProtocol, Search, Trial, utcnow,
+    COMPLETED, EPOCH_METRICS, FAILED, FEASIBLE_STATES, RUNNING, SEARCH_RUNNING, EpochMetric, MeasurementProtocol, Search, Trial, utcnow,
 )
 
 
@@ -84,8 +84,7 @@ class Store:
                     seed_name: str | None = None, devices_held: float = 0.0, model_args: dict | None = None,
                     device_kind: str | None = None) -> int:
         with self._write() as s:
-            number = s.scalar(select(func.coalesce(func.max(Trial.number) + 1, 0))
-                              .where(Trial.search_id == search_id))
+            number = _next_number(s, search_id)
             row = Trial(search_id=search_id, number=number, tune_trial_id=tune_trial_id,
                         arch_json=canonical_json(arch), arch_hash=json_hash(arch),
                         recipe_json=canonical_json(recipe), recipe_hash=json_hash(recipe),
@@ -99,9 +98,12 @@ class Store:
                            latency_ms: float | None, latency_iqr_ms: float | None = None,
                            throughput: float | None, throughput_iqr: float | None = None,
                            protocol: dict | None = None, device_kind: str | None = None,
-                           model_args: dict | None = None, data_config: dict | None = None) -> None:
+                           model_args: dict | None = None, data_config: dict | None = None,
+                           device_hours: float | None = None) -> None:
         with self._write() as s:
             row = _get_trial(s, trial_id)
+            if device_hours is not None:
+                row.device_hours = float(device_hours)
             row.params, row.gmacs = int(params), float(gmacs)
             if model_args is not None:
                 row.model_args_json = canonical_json(model_args)
@@ -115,10 +117,10 @@ class Store:
             if protocol is not None:
                 row.protocol_id = _protocol_id(s, protocol, device_kind or row.device_kind or "unknown")
 
-    def record_epoch(self, trial_id: int, epoch: int, **metrics: Any) -> None:
-        """Insert or overwrite one epoch's metrics (a resumed trial may report an epoch again)."""
-        allowed = {"train_loss", "val_loss", "val_accuracy", "lr", "images_per_s", "elapsed_s"}
-        values = {k: (float(v) if v is not None else None) for k, v in metrics.items() if k in allowed}
+    def record_epoch(self, trial_id: int, epoch: int, *, device_hours: float | None = None, **metrics: Any) -> None:
+        """Insert or overwrite one epoch's metrics (a resumed trial may report an epoch again);
+        ``device_hours`` updates the trial's running charge in the same transaction."""
+        values = {k: (float(v) if v is not None else None) for k, v in metrics.items() if k in EPOCH_METRICS}
         with self._write() as s:
             row = s.scalar(select(EpochMetric).where(EpochMetric.trial_id == trial_id, EpochMetric.epoch == epoch))
             if row is None:
@@ -127,6 +129,8 @@ class Store:
                 for k, v in values.items():
                     setattr(row, k, v)
             trial = _get_trial(s, trial_id)
+            if device_hours is not None:
+                trial.device_hours = float(device_hours)
             trial.epochs_done = max(trial.epochs_done or 0, epoch)
             acc = values.get("val_accuracy")
             if acc is not None and (trial.accuracy is None or acc > trial.accuracy):
@@ -174,8 +178,7 @@ class Store:
         """A new trial row in ``search_id`` that reuses another trial's stored result (charged nothing)."""
         with self._write() as s:
             src = _get_trial(s, source_trial_id)
-            number = s.scalar(select(func.coalesce(func.max(Trial.number) + 1, 0))
-                              .where(Trial.search_id == search_id))
+            number = _next_number(s, search_id)
             copy_fields = ("arch_json", "arch_hash", "recipe_json", "recipe_hash", "model_args_json", "data_config_json", "status",
                            "device_kind", "params", "gmacs", "uncounted_ops_json", "latency_ms", "latency_iqr_ms",
                            "throughput", "throughput_iqr", "protocol_id", "accuracy", "epochs_done",
@@ -212,7 +215,7 @@ class Store:
         with self._write() as s:
             rows = s.scalars(select(Trial).where(Trial.search_id == search_id, Trial.status == RUNNING)).all()
             for r in rows:
-                r.status, r.error, r.finished_at = "failed", reason, utcnow()
+                r.status, r.error, r.finished_at = FAILED, reason, utcnow()
             return len(rows)
 
 
@@ -240,6 +243,10 @@ class _WriteSession:
         finally:
             self._s.close()
         return False
+
+
+def _next_number(s: Session, search_id: int) -> int:
+    return s.scalar(select(func.coalesce(func.max(Trial.number) + 1, 0)).where(Trial.search_id == search_id))
 
 
 def _get_trial(s: Session, trial_id: int) -> Trial:
