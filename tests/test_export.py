@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -155,11 +154,15 @@ def test_corrupt_and_foreign_configs(tmp_path):
         load_exported(tmp_path / "missing")
 
 
-def _nas(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, timeout=120)
+def test_cli_export_and_errors(trained_store, capsys):
+    """The CLI in-process (one real `nas` process is checked in test_cli_results.py)."""
+    from nas.cli import main
 
+    def _nas(*args: str) -> subprocess.CompletedProcess:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
 
-def test_cli_export_and_errors(trained_store):
     store, tid, infeasible, root = trained_store
     db = str(store.url)
     ok = _nas("export", str(tid), "--out", str(root / "cli"), "--db", db)
