@@ -11,7 +11,7 @@ the grid (``dynamic_filter``'s filter bank, ``dynamixer``'s mixing-matrix genera
 Adding a mixer: write ``mixers/<name>.py`` with an ``nn.Module`` whose constructor is
 ``(dim, *, input_size=None, **hparams)`` and add one line to ``_MIXER_CLASSES`` below.
 
-Importing this package also registers the ``hybrid_metaformer`` timm model.
+The backbones built from these mixers live in the sibling package ``backbones``.
 """
 from __future__ import annotations
 
@@ -30,6 +30,3 @@ __all__ = [
     "get_mixer_class",
     "validate_mixer",
 ]
-
-# Registers the `hybrid_metaformer` timm model (the backbone imports create_mixer from here).
-import nas.hybrid_metaformer as _hybrid_metaformer  # noqa: E402,F401

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from timm.models import save_for_hf
 from timm.models._hub import save_config_for_hf
 
-import nas.hybrid_metaformer  # noqa: F401  (registers the timm model)
+import backbones  # noqa: F401  (registers the timm models)
 from nas.errors import UsageError
 from nas.model_card import render_model_card
 from nas.store import FEASIBLE_STATES, Store

@@ -33,6 +33,11 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import torch
+
+import mixers
+from backbones.hybrid_metaformer import HybridMetaFormer, stage_input_sizes
+from mixers import MIXER_NAMES
 from search_spaces.canonical import canonical_json, json_hash
 
 __all__ = ["Architecture", "SearchSpace", "CONSTRAINT_TYPES", "NUM_STAGES"]
@@ -378,16 +383,12 @@ class SearchSpace:
 
 
 def _stage_grids(img_size: int, num_stages: int) -> list[tuple[int, int]]:
-    from nas.hybrid_metaformer import stage_input_sizes
-
     return stage_input_sizes(img_size, num_stages)
 
 
 @functools.lru_cache(maxsize=None)
 def _mixer_build_error(mixer: str, width: int, grid: tuple[int, int], kwargs_json: str) -> str | None:
     """Why ``mixer`` cannot be built at ``width`` on ``grid`` with these kwargs, or None if it can."""
-    import mixers
-
     try:
         mixers.validate_mixer(mixer, width, input_size=grid, **json.loads(kwargs_json))
     except Exception as exc:  # noqa: BLE001 - any construction failure makes the choice invalid
@@ -413,10 +414,6 @@ def _constraint_problem(constraint: Mapping[str, Any], arch: Architecture, targe
 
 @functools.lru_cache(maxsize=4096)
 def _params_millions(arch_json: str, img_size: int, num_classes: int) -> float:
-    import torch
-
-    from nas.hybrid_metaformer import HybridMetaFormer
-
     with torch.device("meta"):
         model = HybridMetaFormer(**json.loads(arch_json), img_size=img_size, num_classes=num_classes)
     return sum(p.numel() for p in model.parameters()) / 1e6
@@ -432,8 +429,6 @@ def _parse_stage(where: str, raw: Any) -> StageChoices:
     missing = [k for k in _STAGE_KEYS[:3] if k not in raw]
     if unknown or missing:
         raise ValueError(f"{where}: unknown key(s) {unknown}, missing key(s) {missing}")
-    from mixers import MIXER_NAMES
-
     mixer_choices = _unique_choices(f"{where}.mixer", raw["mixer"], _str_tuple)
     bad = [m for m in mixer_choices if m not in MIXER_NAMES]
     if bad:

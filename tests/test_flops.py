@@ -1,4 +1,4 @@
-"""nas.flops: analytic MAC counts for single mixers and ops, and paper totals for whole models."""
+"""backbones.flops: analytic MAC counts for single mixers and ops, and paper totals for whole models."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixers
-from nas.flops import FlopProfile, profile
+from backbones.flops import FlopProfile, profile
 
 
 def _mixer_profile(name: str, dim: int, hw: tuple[int, int], **hparams) -> FlopProfile:

@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-import mixers  # noqa: F401  (registers hybrid_metaformer)
+import backbones  # noqa: F401  (registers hybrid_metaformer)
 from mixers import create_mixer
 
 # seed_mixers.md section G: (C, stage resolution, Attention (hd 32), SepConv).

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas.flops import FlopProfile, profile
+from backbones.flops import FlopProfile, profile
 from nas.trial.train import amp_context, resolve_speed_settings
 
 __all__ = ["SpeedResult", "device_kind", "measure_speed", "profile_model"]
