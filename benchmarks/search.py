@@ -19,8 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from nas.front import summarise
+from nas.store import TrialRecord, open_store
 
-def run_demo(budget: str, slots: int, extra: list[str]) -> tuple[float, list[dict], str]:
+
+def run_demo(budget: str, slots: int, extra: list[str]) -> tuple[float, list[TrialRecord], str]:
     with tempfile.TemporaryDirectory(prefix="mixer-nas-bench-") as tmp:
         db = f"sqlite:///{tmp}/bench.db"
         cmd = [sys.executable, "-m", "nas.cli", "search", "--space", "hybrid_metaformer_tiny", "--budget", budget,
@@ -31,8 +34,6 @@ def run_demo(budget: str, slots: int, extra: list[str]) -> tuple[float, list[dic
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"search failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-        from nas.store import open_store
-
         store = open_store(db)
         try:
             trials = store.trials(search="bench")
@@ -41,11 +42,11 @@ def run_demo(budget: str, slots: int, extra: list[str]) -> tuple[float, list[dic
         return wall, trials, " ".join(cmd[2:])
 
 
-def trial_seconds(trial: dict) -> float:
-    if trial.get("reused_from") is not None or not trial.get("finished_at"):
+def trial_seconds(trial: TrialRecord) -> float:
+    if trial.reused or not trial.finished_at:
         return 0.0
-    start = dt.datetime.fromisoformat(trial["started_at"])
-    end = dt.datetime.fromisoformat(trial["finished_at"])
+    start = dt.datetime.fromisoformat(trial.started_at)
+    end = dt.datetime.fromisoformat(trial.finished_at)
     return max((end - start).total_seconds(), 0.0)
 
 
@@ -61,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     wall, trials, command = run_demo(args.budget, args.slots, extra)
     busy = sum(trial_seconds(t) for t in trials)
     share = busy / (wall * args.slots) if wall > 0 else 0.0
-    by_status: dict[str, int] = {}
-    for t in trials:
-        by_status[t["status"]] = by_status.get(t["status"], 0) + 1
+    by_status = summarise(trials).by_status
     result = {
         "command": f"nas {command}", "wall_s": round(wall, 2), "slots": args.slots,
         "trial_seconds": round(busy, 2), "share_inside_trials": round(share, 4), "goal": 0.85,

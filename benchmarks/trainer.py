@@ -25,7 +25,7 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 
 from nas.trial.datasets import DatasetSplit, load_dataset
-from nas.trial.measure import device_kind
+from nas.device import device_kind
 from nas.trial.recipe import ProxyRecipe
 from nas.trial.train import amp_context, resolve_speed_settings, train_proxy
 

@@ -9,7 +9,8 @@ import streamlit as st
 
 from dashboard import panels
 from dashboard.data import REFRESH_SECONDS, db_url_from_process, fetch_searches, fetch_trials
-from dashboard.frames import stage_count, summarise, trials_frame
+from dashboard.frames import stage_count, trials_frame
+from nas.front import summarise
 from nas.store import StoreError
 
 st.set_page_config(page_title="mixer-nas dashboard", page_icon=":material/insights:", layout="wide")
@@ -28,13 +29,13 @@ if not searches:
             "`nas search --space hybrid_metaformer_tiny --budget 10cpu-min --db ...`, then reload this page.")
     st.stop()
 
-names = [s["name"] for s in searches]
+names = [s.name for s in searches]
 requested = st.query_params.get("search")  # ?search=NAME links straight to one search
 search_name = st.sidebar.selectbox(
     "Search", names, index=names.index(requested) if requested in names else len(names) - 1, key="search",
     on_change=panels.forget_selection_and_filters)
 st.query_params["search"] = search_name
-started_running = next(s for s in searches if s["name"] == search_name)["status"] == "running"
+started_running = next(s for s in searches if s.name == search_name).running
 if started_running:
     st.sidebar.caption(f"Search is running: the page refreshes every {REFRESH_SECONDS} s.")
 
@@ -42,7 +43,7 @@ if started_running:
 @st.fragment(run_every=REFRESH_SECONDS if started_running else None)
 def search_view() -> None:
     try:
-        search = next((s for s in fetch_searches(db_url) if s["name"] == search_name), None)
+        search = next((s for s in fetch_searches(db_url) if s.name == search_name), None)
         trials = fetch_trials(db_url, search_name)
     except StoreError as exc:
         st.warning(f"Cannot read the database right now ({exc}); retrying on the next refresh.")
@@ -50,7 +51,7 @@ def search_view() -> None:
     if search is None:
         st.warning(f"Search {search_name!r} is no longer in the database.")
         return
-    if (search["status"] == "running") != started_running:
+    if search.running != started_running:
         st.rerun()  # the search started or stopped: rebuild the page with (or without) live refresh
     st.header(f"Search {search_name}")
     df = trials_frame(trials)

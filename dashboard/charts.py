@@ -7,21 +7,26 @@ can read the figure back from the browser.
 from __future__ import annotations
 
 import html
+from typing import Sequence
 import math
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from nas.store import EpochRecord, TrialStatus
+
 from .frames import ArchView
 
 STATUS_STYLE: dict[str, dict] = {
-    "completed": {"rank": 100, "label": "completed", "color": "#2563eb", "symbol": "circle"},
-    "stopped": {"rank": 200, "label": "early-stopped", "color": "#0d9488", "symbol": "diamond"},
-    "running": {"rank": 300, "label": "running (partial)", "color": "#6b7280", "symbol": "circle-open"},
-    "infeasible": {"rank": 400, "label": "infeasible (over a limit)", "color": "#d97706", "symbol": "x"},
-    "failed": {"rank": 500, "label": "failed", "color": "#dc2626", "symbol": "x"},
+    TrialStatus.COMPLETED.value: {"rank": 100, "label": "completed", "color": "#2563eb", "symbol": "circle"},
+    TrialStatus.STOPPED.value: {"rank": 200, "label": "early-stopped", "color": "#0d9488", "symbol": "diamond"},
+    TrialStatus.RUNNING.value: {"rank": 300, "label": "running (partial)", "color": "#6b7280", "symbol": "circle-open"},
+    TrialStatus.INFEASIBLE.value: {"rank": 400, "label": "infeasible (over a limit)", "color": "#d97706", "symbol": "x"},
+    TrialStatus.FAILED.value: {"rank": 500, "label": "failed", "color": "#dc2626", "symbol": "x"},
 }
+# Statuses whose trials can have an accuracy (a running trial has a partial one).
+_WITH_ACCURACY = (TrialStatus.COMPLETED.value, TrialStatus.STOPPED.value, TrialStatus.RUNNING.value)
 SEED_STYLE = {"rank": 600, "label": "seed paper's hand design", "color": "#7c3aed", "symbol": "star"}
 FRONT_COLOR = "#111827"
 CONSTRAINT_COLOR = "#b91c1c"
@@ -145,7 +150,7 @@ def plotted(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Masks of the trials drawn on the accuracy chart and of those drawn in the no-accuracy strip;
     a trial in neither failed before its speed was measured, so it has no x position."""
     measured = df["throughput"] > 0
-    on_chart = measured & df["accuracy"].notna() & df["status"].isin(["completed", "stopped", "running"])
+    on_chart = measured & df["accuracy"].notna() & df["status"].isin(_WITH_ACCURACY)
     return on_chart, measured & ~on_chart
 
 
@@ -163,7 +168,7 @@ def pareto_figure(df: pd.DataFrame, *, throughput_title: str, accuracy_title: st
     row1 = {"row": 1, "col": 1} if has_strip else {}
     hover_acc = "proxy accuracy: %{y:.2f} %"
 
-    for status in ("completed", "stopped", "running"):
+    for status in _WITH_ACCURACY:
         part = df[on_chart & ~is_seed & (df["status"] == status)]
         if len(part):
             fig.add_trace(_points(part, part["accuracy"], _status_label(status), STATUS_STYLE[status],
@@ -194,7 +199,7 @@ def pareto_figure(df: pd.DataFrame, *, throughput_title: str, accuracy_title: st
             meta={"role": "constraint"}), **row1)
 
     if has_strip:
-        for status in ("running", "stopped", "completed", "infeasible", "failed"):
+        for status in (*reversed(_WITH_ACCURACY), TrialStatus.INFEASIBLE.value, TrialStatus.FAILED.value):
             part = df[in_strip & ~is_seed & (df["status"] == status)]
             if len(part):
                 label = _status_label(status)
@@ -223,7 +228,7 @@ def pareto_figure(df: pd.DataFrame, *, throughput_title: str, accuracy_title: st
     return fig
 
 
-_STRIP_ROWS = ("failed", "infeasible", "no accuracy", "running")  # strip rows, bottom to top
+_STRIP_ROWS = (TrialStatus.FAILED.value, TrialStatus.INFEASIBLE.value, "no accuracy", TrialStatus.RUNNING.value)  # strip rows, bottom to top
 
 
 def _strip_row(status: str) -> str:
@@ -234,7 +239,7 @@ def latency_figure(df: pd.DataFrame, *, max_latency_ms: float | None, accuracy_t
     """Accuracy vs batch-1 latency of the trained trials, with the latency limit when one was set."""
     fig = go.Figure()
     trained = df[df["accuracy"].notna() & (df["latency_ms"] > 0)]
-    for status in ("completed", "stopped", "running", "failed"):
+    for status in (*_WITH_ACCURACY, TrialStatus.FAILED.value):
         part = trained[trained["status"] == status]
         if len(part):
             style = STATUS_STYLE[status]
@@ -278,14 +283,14 @@ def front_mixer_figure(counts: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def learning_curve_figure(epochs: list[dict]) -> go.Figure:
+def learning_curve_figure(epochs: Sequence[EpochRecord]) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    x = [e["epoch"] for e in epochs]
-    acc = [e["val_accuracy"] * 100 if e.get("val_accuracy") is not None else None for e in epochs]
+    x = [e.epoch for e in epochs]
+    acc = [e.val_accuracy * 100 if e.val_accuracy is not None else None for e in epochs]
     fig.add_trace(go.Scatter(x=x, y=acc, name="val accuracy (%)", mode="lines+markers", line={"color": "#2563eb"}),
                   secondary_y=False)
     for key, color in (("train_loss", "#d97706"), ("val_loss", "#dc2626")):
-        fig.add_trace(go.Scatter(x=x, y=[e.get(key) for e in epochs], name=key.replace("_", " "),
+        fig.add_trace(go.Scatter(x=x, y=[getattr(e, key) for e in epochs], name=key.replace("_", " "),
                                  mode="lines+markers", line={"color": color, "dash": "dot"}), secondary_y=True)
     fig.update_xaxes(title_text="Epoch", dtick=1)
     fig.update_yaxes(title_text="Validation accuracy (%)", secondary_y=False)

@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Sequence, TypeVar
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from nas.store import DEFAULT_URL, Store, StoreError, normalise_url, open_store
+from nas.store import DEFAULT_URL, SearchRecord, Store, StoreError, TrialRecord, normalise_url, open_store
 
 DB_ENV = "NAS_DASHBOARD_DB"
 REFRESH_SECONDS = 2  # live-refresh period of a running search; also the query cache TTL
@@ -43,17 +43,17 @@ def _read(url: str, query: Callable[[Store], T]) -> T:
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
-def fetch_searches(url: str) -> list[dict]:
+def fetch_searches(url: str) -> list[SearchRecord]:
     return _read(url, lambda store: store.list_searches())
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
-def fetch_trials(url: str, search: str) -> list[dict]:
+def fetch_trials(url: str, search: str) -> list[TrialRecord]:
     return _read(url, lambda store: store.trials(search=search))
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
-def fetch_trial(url: str, trial_id: int) -> dict | None:
+def fetch_trial(url: str, trial_id: int) -> TrialRecord | None:
     """One trial with its learning curve (``epochs``)."""
     return _read(url, lambda store: store.trial(trial_id))
 

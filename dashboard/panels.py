@@ -11,14 +11,17 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from nas.formatting import fmt
+from nas.front import SearchStats
+from nas.store import SearchRecord, TrialRecord, TrialStatus
+
 from . import charts
 from .data import fetch_trial
-from .frames import (
-    Summary, arch_view, filter_trials, front_mixer_counts, hypervolume_frame, stage_column, target_resolution,
-)
+from .frames import arch_view, filter_trials, front_mixer_counts, hypervolume_frame, stage_column, target_resolution
 
 CHART_KEY, TABLE_KEY, DETAIL_KEY = "pareto", "trial_table", "detail_trial"
-_STATUS_ORDER = ("completed", "stopped", "running", "infeasible", "failed")
+_STATUS_ORDER = tuple(s.value for s in (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.RUNNING,
+                                          TrialStatus.INFEASIBLE, TrialStatus.FAILED))
 _TABLE_COLUMNS = {  # most telling first: the mixers and the two objectives
     "id": st.column_config.NumberColumn("Trial", format="%d"),
     "status": "Status",
@@ -39,62 +42,50 @@ _TABLE_COLUMNS = {  # most telling first: the mixers and the two objectives
 }
 
 
-def search_setting(search: dict, section: str, key: str) -> Any:
-    """``config[section][key]`` of a search (e.g. measure.max_latency_ms, recipe.dataset), None if absent
-    or if the stored config was unreadable."""
-    config = search.get("config")
-    part = config.get(section) if isinstance(config, dict) else None
-    return part.get(key) if isinstance(part, dict) else None
-
-
-def strategy(search: dict) -> str:
-    config = search.get("config")
-    return str(config.get("strategy", "?")) if isinstance(config, dict) else "?"
-
-
-def hours_unit(search: dict) -> str:
+def hours_unit(search: SearchRecord) -> str:
     """Unit of device-hours for this search: the budget's own unit, or generic device-hours."""
-    return search["budget_kind"] if search.get("budget_kind") in ("gpu-h", "cpu-h") else "device-h"
+    return search.budget_kind if search.budget_kind in ("gpu-h", "cpu-h") else "device-h"
 
 
-def budget_metric(search: dict) -> tuple[str, str]:
+def budget_metric(search: SearchRecord) -> tuple[str, str]:
     """(label with the unit, "charged / total") for the budget metric."""
-    kind, charged, total = search.get("budget_kind"), search.get("charged") or 0.0, search.get("budget_total") or 0
+    kind, charged, total = search.budget_kind, search.charged or 0.0, search.budget_total or 0
     if kind == "trials":
         return "Budget charged (trials)", f"{charged:g} / {total:g}"
     return f"Budget charged ({kind})", f"{charged:.2g} / {total:.3g}"
 
 
-def axis_titles(search: dict, trials: list[dict]) -> tuple[str, str]:
+def axis_titles(search: SearchRecord, trials: list[TrialRecord]) -> tuple[str, str]:
     resolution = target_resolution(trials)
     at = f" at {resolution}×{resolution}" if resolution else ""
-    dataset = search_setting(search, "recipe", "dataset")
+    dataset = search.setting("recipe", "dataset")
     on = f" on {dataset}" if dataset else ""
     return f"Measured throughput{at} (img/s, log scale)", f"Proxy accuracy{on} (%)"
 
 
-def render_summary(search: dict, summary: Summary) -> None:
+def render_summary(search: SearchRecord, summary: SearchStats) -> None:
     cols = st.columns(5)
     cols[0].metric(*budget_metric(search))
     cols[1].metric("Trials", summary.trials)
-    cols[2].metric("Best accuracy", f"{summary.best_accuracy:.2f} %" if summary.best_accuracy is not None else "–",
+    cols[2].metric("Best accuracy",
+                   f"{summary.best_accuracy * 100:.2f} %" if summary.best_accuracy is not None else "–",
                    help=f"trial {summary.best_trial}" if summary.best_trial is not None else None)
     cols[3].metric("Pareto front", f"{summary.front_size} trial{'' if summary.front_size == 1 else 's'}")
     cols[4].metric("Hypervolume", f"{summary.hypervolume:.3f}",
                    help="Area the front dominates in (log₁₀ img/s × accuracy) above (1 img/s, 0 %); "
                         "higher is better.")
     statuses = " · ".join(f"{summary.by_status[s]} {s}" for s in _STATUS_ORDER if summary.by_status.get(s))
-    facts = [f"space **{search.get('space')}**", f"device **{search.get('device_kind') or 'unknown'}**",
-             f"strategy **{strategy(search)}**", f"search **{search.get('status')}**"]
+    facts = [f"space **{search.space}**", f"device **{search.device_kind or 'unknown'}**",
+             f"strategy **{search.setting('strategy') or '?'}**", f"search **{search.status}**"]
     st.caption(" · ".join(facts) + (f"  \nTrials by status: {statuses}" if statuses else ""))
 
 
-def render_pareto(df: pd.DataFrame, search: dict, trials: list[dict]) -> int | None:
+def render_pareto(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRecord]) -> int | None:
     """The Pareto chart; returns the trial id of a selected point, if any."""
     x_title, y_title = axis_titles(search, trials)
     fig = charts.pareto_figure(df, throughput_title=x_title, accuracy_title=y_title,
-                               min_throughput=search_setting(search, "measure", "min_throughput"),
-                               revision=search["name"])
+                               min_throughput=search.setting("measure", "min_throughput"),
+                               revision=search.name)
     event = st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points",), width="stretch",
                             config={"displaylogo": False})
     on_chart, in_strip = charts.plotted(df)
@@ -183,26 +174,22 @@ def export_command(trial_id: int, url: str) -> str:
     return f"nas export {trial_id} --out {shlex.quote(f'exported/trial-{trial_id}')} --db {shlex.quote(url)}"
 
 
-def _fmt(value: Any, pattern: str, suffix: str = "") -> str:
-    return (pattern.format(value) + suffix) if isinstance(value, (int, float)) else "–"
-
-
 def render_detail(url: str, trial_id: int) -> None:
     trial = fetch_trial(url, trial_id)
     if trial is None:
         st.warning(f"Trial {trial_id} is no longer in the database.")
         return
-    arch = arch_view(trial.get("arch"))
+    arch = arch_view(trial.arch)
     with st.container(border=True):
         head, close = st.columns([6, 1])
-        head.subheader(f"Trial {trial['id']} · #{trial.get('number')} of {trial.get('search')} · "
-                       f"{trial.get('status')}")
+        head.subheader(f"Trial {trial.id} · #{trial.number} of {trial.search} · "
+                       f"{trial.status}")
         close.button("Close", key="close_detail", on_click=_close_detail)
         notes = []
-        if trial.get("seed_name"):
-            notes.append(f"Hand design from the seed papers: **{trial['seed_name']}**.")
-        if trial.get("reused_from"):
-            notes.append(f"Result reused from trial {trial['reused_from']} (same architecture, recipe and device; "
+        if trial.seed_name:
+            notes.append(f"Hand design from the seed papers: **{trial.seed_name}**.")
+        if trial.reused_from:
+            notes.append(f"Result reused from trial {trial.reused_from} (same architecture, recipe and device; "
                          "charged nothing).")
         if notes:
             st.markdown(" ".join(notes))
@@ -210,46 +197,46 @@ def render_detail(url: str, trial_id: int) -> None:
             st.markdown(charts.stage_diagram_html(arch), unsafe_allow_html=True)
         else:
             st.warning("The architecture stored for this trial could not be read (corrupt JSON in the database).")
-        accuracy = trial.get("accuracy")
+        accuracy = trial.accuracy
         cols = st.columns(6)
-        params = trial.get("params")
-        cols[0].metric("Proxy accuracy (%)", _fmt(accuracy * 100 if accuracy is not None else None, "{:.2f}"))
-        cols[1].metric("Throughput (img/s)", _fmt(trial.get("throughput"), "{:,.0f}"))
-        cols[2].metric("Latency (ms)", _fmt(trial.get("latency_ms"), "{:.2f}"),
-                       help=f"batch 1, median; IQR {_fmt(trial.get('latency_iqr_ms'), '{:.2f}', ' ms')}")
-        cols[3].metric("Params (M)", _fmt(params / 1e6 if params else None, "{:.2f}"))
-        cols[4].metric("GMACs", _fmt(trial.get("gmacs"), "{:.3f}"))
+        params = trial.params
+        cols[0].metric("Proxy accuracy (%)", fmt(accuracy * 100 if accuracy is not None else None, ".2f"))
+        cols[1].metric("Throughput (img/s)", fmt(trial.throughput, ",.0f"))
+        cols[2].metric("Latency (ms)", fmt(trial.latency_ms, ".2f"),
+                       help=f"batch 1, median; IQR {fmt(trial.latency_iqr_ms, '.2f', unit=' ms')}")
+        cols[3].metric("Params (M)", fmt(params / 1e6 if params else None, ".2f"))
+        cols[4].metric("GMACs", fmt(trial.gmacs, ".3f"))
         cols[5].metric("Epochs · device-h",
-                       f"{trial.get('epochs_done') or 0} · {_fmt(trial.get('device_hours'), '{:.3f}')}")
-        if trial.get("uncounted_ops"):
-            st.caption("GMACs leave out ops the counter does not know: " + ", ".join(map(str, trial["uncounted_ops"])))
-        if trial.get("error"):
-            st.error(trial["error"], icon=":material/error:")
+                       f"{trial.epochs_done or 0} · {fmt(trial.device_hours, '.3f')}")
+        if trial.uncounted_ops:
+            st.caption("GMACs leave out ops the counter does not know: " + ", ".join(map(str, trial.uncounted_ops)))
+        if trial.error:
+            st.error(trial.error, icon=":material/error:")
         curve, protocol, raw = st.tabs(["Learning curve", "Measurement protocol", "Architecture"])
         with curve:
-            if trial.get("epochs"):
-                st.plotly_chart(charts.learning_curve_figure(trial["epochs"]), width="stretch",
+            if trial.epochs:
+                st.plotly_chart(charts.learning_curve_figure(trial.epochs), width="stretch",
                                 key=f"curve_{trial_id}")
             else:
                 st.info("No epochs recorded for this trial.")
         with protocol:
-            if isinstance(trial.get("protocol"), dict):
-                st.caption(f"Measured on {trial.get('device_kind') or 'unknown device'}.")
-                st.table(pd.DataFrame({"setting": list(trial["protocol"]),
+            if isinstance(trial.protocol, dict):
+                st.caption(f"Measured on {trial.device_kind or 'unknown device'}.")
+                st.table(pd.DataFrame({"setting": list(trial.protocol),
                                        "value": [json.dumps(v) if not isinstance(v, str) else v
-                                                 for v in trial["protocol"].values()]}))
+                                                 for v in trial.protocol.values()]}))
             else:
                 st.info("No measurement protocol recorded (the trial was never measured).")
         with raw:
-            st.json(trial.get("arch") if trial.get("arch") is not None else {}, expanded=True)
-        if trial.get("status") in ("completed", "stopped"):
+            st.json(trial.arch if trial.arch is not None else {}, expanded=True)
+        if trial.feasible:
             st.markdown("Export this model as a timm model directory:")
-            st.code(export_command(trial["id"], url), language="bash")
+            st.code(export_command(trial.id, url), language="bash")
         else:
-            st.caption(f"No export: a {trial.get('status')} trial has no trained weights.")
+            st.caption(f"No export: a {trial.status} trial has no trained weights.")
 
 
-def render_progress(df: pd.DataFrame, search: dict, trials: list[dict]) -> None:
+def render_progress(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRecord]) -> None:
     _, y_title = axis_titles(search, trials)
     left, right = st.columns(2)
     with left:
@@ -262,10 +249,10 @@ def render_progress(df: pd.DataFrame, search: dict, trials: list[dict]) -> None:
             st.info("No finished trials yet.")
     with right:
         st.subheader("Accuracy vs batch-1 latency")
-        limit = search_setting(search, "measure", "max_latency_ms")
+        limit = search.setting("measure", "max_latency_ms")
         st.plotly_chart(charts.latency_figure(df, max_latency_ms=limit, accuracy_title=y_title), width="stretch",
                         key="latency")
-        infeasible = int((df["status"] == "infeasible").sum())
+        infeasible = int((df["status"] == TrialStatus.INFEASIBLE.value).sum())
         st.caption(("The latency limit applies to batch-1 latency, which does not convert exactly into batch "
                     "throughput, so it is drawn here rather than on the Pareto chart. " if limit else
                     "No latency limit was set for this search. ")

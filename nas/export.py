@@ -25,7 +25,7 @@ from timm.models._hub import save_config_for_hf
 import backbones  # noqa: F401  (registers the timm models)
 from nas.errors import UsageError
 from nas.model_card import render_model_card
-from nas.store import FEASIBLE_STATES, Store
+from nas.store import Store, TrialRecord
 from nas.trial.runner import WEIGHTS_FILE
 
 ARCHITECTURE = "hybrid_metaformer"
@@ -43,31 +43,30 @@ class ExportResult:
     num_classes: int
 
 
-def model_args_of(trial: dict) -> dict:
+def model_args_of(trial: TrialRecord) -> dict:
     """Kwargs that rebuild the model the trial trained (architecture + proxy size + class count)."""
-    if trial.get("model_args"):
-        return dict(trial["model_args"])
-    arch, recipe = trial.get("arch") or {}, trial.get("recipe") or {}
+    if trial.model_args:
+        return dict(trial.model_args)
+    arch, recipe = trial.arch or {}, trial.recipe or {}
     if not arch:
-        raise ExportError(f"trial {trial['id']} has no architecture recorded")
+        raise ExportError(f"trial {trial.id} has no architecture recorded")
     return {**arch, "img_size": recipe.get("img_size", 224), "num_classes": recipe.get("num_classes", 1000)}
 
 
-def build_trial_model(trial: dict, *, with_weights: bool = True) -> torch.nn.Module:
+def build_trial_model(trial: TrialRecord, *, with_weights: bool = True) -> torch.nn.Module:
     """The trial's model, with its proxy-trained weights loaded strictly when ``with_weights``."""
     model = timm.create_model(ARCHITECTURE, **model_args_of(trial))
     if with_weights:
-        path = trial.get("weights_path")
+        path = trial.weights_path
         if not path or not Path(path).is_file():
-            status = trial.get("status")
-            why = "it was not trained" if status not in FEASIBLE_STATES else f"no weights file at {path!r}"
+            why = "it was not trained" if not trial.feasible else f"no weights file at {path!r}"
             raise ExportError(
-                f"trial {trial['id']} ({status}) has no stored weights ({why}); "
+                f"trial {trial.id} ({trial.status}) has no stored weights ({why}); "
                 f"pass --no-weights to export the architecture only")
         try:
             state = load_file(path)
         except (SafetensorError, OSError) as exc:
-            raise ExportError(f"cannot read weights of trial {trial['id']} from {path!r}: {exc}") from None
+            raise ExportError(f"cannot read weights of trial {trial.id} from {path!r}: {exc}") from None
         model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -93,7 +92,7 @@ def export_trial(store: Store, trial_id: int, out_dir: str | Path, *, num_classe
         out.mkdir(parents=True, exist_ok=True)
         save_config_for_hf(model, str(out / "config.json"), model_config=provenance, data_config=data_config)
     (out / "README.md").write_text(render_model_card(trial, out, model, with_weights=with_weights))
-    return ExportResult(trial["id"], out, with_weights, model.num_classes)
+    return ExportResult(trial.id, out, with_weights, model.num_classes)
 
 
 def load_exported(path: str | Path, **kwargs: Any) -> torch.nn.Module:
@@ -132,20 +131,21 @@ def _prepare_out_dir(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _data_config(trial: dict, model: torch.nn.Module) -> dict:
+def _data_config(trial: TrialRecord, model: torch.nn.Module) -> dict:
     """Preprocessing the weights were trained with: the model's input size and the dataset's normalisation."""
-    recorded = trial.get("data_config") or {}
+    recorded = trial.data_config or {}
     config = {"input_size": tuple(model.pretrained_cfg["input_size"]), "crop_pct": 1.0, "interpolation": "bilinear"}
     if recorded.get("mean") and recorded.get("std"):
         config.update(mean=tuple(recorded["mean"]), std=tuple(recorded["std"]))
     return config
 
 
-def _provenance(trial: dict, with_weights: bool, num_classes: int | None) -> dict:
+def _provenance(trial: TrialRecord, with_weights: bool, num_classes: int | None) -> dict:
     keys = ("id", "search", "status", "arch", "arch_hash", "recipe", "recipe_hash", "accuracy", "throughput",
             "throughput_iqr", "latency_ms", "latency_iqr_ms", "params", "gmacs", "uncounted_ops", "protocol",
             "device_kind", "device_hours", "epochs_done", "seed_name")
-    info = {k: trial.get(k) for k in keys}
+    record = trial.to_json()
+    info = {k: record[k] for k in keys}
     info["weights"] = "proxy-trained" if with_weights else "none (architecture only)"
     info["head_replaced"] = num_classes is not None
     return info

@@ -6,26 +6,25 @@ from pathlib import Path
 
 from torch import nn
 
+from nas.formatting import fmt
+from nas.store.records import TrialRecord
 
-def _fmt(value, spec: str, unit: str = "") -> str:
-    return "n/a" if value is None else f"{format(value, spec)}{unit}"
 
-
-def render_model_card(trial: dict, out_dir: Path, model: nn.Module, *, with_weights: bool) -> str:
-    arch, recipe = trial.get("arch") or {}, trial.get("recipe") or {}
-    protocol = trial.get("protocol") or {}
+def render_model_card(trial: TrialRecord, out_dir: Path, model: nn.Module, *, with_weights: bool) -> str:
+    arch, recipe = trial.arch or {}, trial.recipe or {}
+    protocol = trial.protocol or {}
     rows = "\n".join(
         f"| {i + 1} | {m} | {d} | {c} | {json.dumps(k) if k else '-'} |"
         for i, (m, d, c, k) in enumerate(zip(arch.get("mixers", []), arch.get("depths", []), arch.get("dims", []),
                                             arch.get("mixer_kwargs") or [{}] * len(arch.get("mixers", [])))))
-    acc = trial.get("accuracy")
+    acc = trial.accuracy
     cfg = model.pretrained_cfg
     size = cfg.get("input_size", (3, 224, 224))
     weights_line = ("`model.safetensors`: weights after proxy training (safetensors; no pickle)." if with_weights
                     else "No weights: architecture only (`pretrained=True` is not available).")
-    origin = f"trial {trial['id']} of search `{trial.get('search')}`"
-    if trial.get("seed_name"):
-        origin += f" (hand-designed seed: {trial['seed_name']})"
+    origin = f"trial {trial.id} of search `{trial.search}`"
+    if trial.seed_name:
+        origin += f" (hand-designed seed: {trial.seed_name})"
     return f"""---
 library_name: timm
 tags: [image-classification, timm, mixer-nas, metaformer]
@@ -41,19 +40,19 @@ A MetaFormer backbone with one token mixer per stage, found by [mixer-nas](https
 |---|---|---|---|---|
 {rows}
 
-- Parameters: {_fmt(trial.get("params"), ",")} at the target resolution ({model.num_classes} classes in this export: {sum(p.numel() for p in model.parameters()):,})
-- GMACs: {_fmt(trial.get("gmacs"), ".3f")} (fvcore convention, one multiply-add = 1; counted with mixer-nas handles for SDPA, FFT, unfold and pooling; ops not counted: {", ".join(trial.get("uncounted_ops") or []) or "none"})
+- Parameters: {fmt(trial.params, ",")} at the target resolution ({model.num_classes} classes in this export: {sum(p.numel() for p in model.parameters()):,})
+- GMACs: {fmt(trial.gmacs, ".3f")} (fvcore convention, one multiply-add = 1; counted with mixer-nas handles for SDPA, FFT, unfold and pooling; ops not counted: {", ".join(trial.uncounted_ops or []) or "none"})
 
 ## Measured speed
 
-- Latency (batch {protocol.get("latency_batch", 1)}): {_fmt(trial.get("latency_ms"), ".2f", " ms")} median (IQR {_fmt(trial.get("latency_iqr_ms"), ".2f", " ms")})
-- Throughput (batch {protocol.get("throughput_batch", "?")}): {_fmt(trial.get("throughput"), ",.1f", " img/s")} median
-- Device: `{trial.get("device_kind")}`
+- Latency (batch {protocol.get("latency_batch", 1)}): {fmt(trial.latency_ms, ".2f", unit=" ms")} median (IQR {fmt(trial.latency_iqr_ms, ".2f", unit=" ms")})
+- Throughput (batch {protocol.get("throughput_batch", "?")}): {fmt(trial.throughput, ",.1f", unit=" img/s")} median
+- Device: `{trial.device_kind}`
 - Protocol: `{json.dumps(protocol, sort_keys=True)}`
 
 ## Proxy training
 
-- Validation accuracy: {"n/a" if acc is None else f"{100 * acc:.2f}%"} after {trial.get("epochs_done", 0)} epoch(s) (status `{trial.get("status")}`)
+- Validation accuracy: {"n/a" if acc is None else f"{100 * acc:.2f}%"} after {trial.epochs_done} epoch(s) (status `{trial.status}`)
 - Recipe: `{json.dumps(recipe, sort_keys=True)}`
 - Proxy accuracy ranks architectures; it is not an ImageNet result. Train the architecture with your own recipe.
 

@@ -23,7 +23,6 @@ Choice labels are 1-based like the papers' stage numbers: ``stage1.mixer`` ... `
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import itertools
 import json
@@ -37,109 +36,17 @@ import torch
 
 import mixers
 from backbones.hybrid_metaformer import HybridMetaFormer, stage_input_sizes
-from mixers import MIXER_NAMES
+from search_spaces.architecture import Architecture
 from search_spaces.canonical import canonical_json, json_hash
+from search_spaces.format import (
+    CONSTRAINT_TYPES, SPACE_KEYS, StageChoices, parse_constraint, parse_seed, parse_stage,
+)
+from search_spaces.values import list_of, positive_int
 
 __all__ = ["Architecture", "SearchSpace", "CONSTRAINT_TYPES", "NUM_STAGES"]
 
 # hybrid_metaformer's per-stage defaults (residual scaling in stages 3-4) assume four stages.
 NUM_STAGES = 4
-_ARCH_KEYS = ("mixers", "depths", "dims", "mixer_kwargs")
-_SPACE_KEYS = ("name", "description", "target_res", "proxy_res", "stages", "constraints", "seeds")
-_STAGE_KEYS = ("mixer", "depth", "width", "mixer_kwargs")
-_SEED_KEYS = ("name", "mixers", "depths", "dims")
-# constraint type -> (required keys, optional keys with defaults)
-CONSTRAINT_TYPES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "nondecreasing_width": ((), {}),
-    "max_params_m": (("limit",), {"num_classes": 1000}),
-}
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Architecture:
-    """One point of a space: the per-stage ``hybrid_metaformer`` kwargs.
-
-    Equality and hashing go through the canonical JSON, so equal architectures built from
-    lists, tuples or NumPy integers collapse in sets and dicts.  The kwargs dicts are private
-    copies; treat them as read-only (``to_dict()`` hands out fresh ones).
-    """
-
-    mixers: tuple[str, ...]
-    depths: tuple[int, ...]
-    dims: tuple[int, ...]
-    mixer_kwargs: tuple[dict, ...] = ()
-
-    def __post_init__(self) -> None:
-        mixers = _str_tuple("architecture: mixers", self.mixers)
-        depths = _positive_int_tuple("architecture: depths", self.depths)
-        dims = _positive_int_tuple("architecture: dims", self.dims)
-        kwargs = self.mixer_kwargs
-        if isinstance(kwargs, (str, bytes, Mapping)) or not isinstance(kwargs, Sequence):
-            raise ValueError(f"architecture: mixer_kwargs must be a list of dicts, got {kwargs!r}")
-        kwargs = tuple(_plain_json_dict(f"architecture: mixer_kwargs[{i}]", k)
-                       for i, k in enumerate(kwargs or [{}] * len(mixers)))
-        if not mixers or not len(mixers) == len(depths) == len(dims) == len(kwargs):
-            raise ValueError(
-                "architecture: mixers, depths, dims and mixer_kwargs need one entry per stage (at least one), "
-                f"got {len(mixers)}, {len(depths)}, {len(dims)}, {len(kwargs)}")
-        for name, value in zip(_ARCH_KEYS, (mixers, depths, dims, kwargs)):
-            object.__setattr__(self, name, value)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Architecture:
-        """Parse ``to_dict()`` output (or hand-written JSON); ValueError names what is malformed."""
-        if not isinstance(d, Mapping):
-            raise ValueError(f"architecture: expected a mapping with keys {list(_ARCH_KEYS)}, got {d!r}")
-        unknown = sorted(set(d) - set(_ARCH_KEYS))
-        missing = [k for k in _ARCH_KEYS[:3] if k not in d]
-        if unknown or missing:
-            raise ValueError(f"architecture: unknown key(s) {unknown}, missing key(s) {missing}; "
-                             f"expected {list(_ARCH_KEYS)}")
-        return cls(d["mixers"], d["depths"], d["dims"], d.get("mixer_kwargs", ()))
-
-    def to_dict(self) -> dict[str, list]:
-        """Plain JSON types; exactly the kwargs of ``timm.create_model("hybrid_metaformer", ...)``."""
-        return {"mixers": list(self.mixers), "depths": list(self.depths), "dims": list(self.dims),
-                "mixer_kwargs": copy.deepcopy(list(self.mixer_kwargs))}
-
-    def to_json(self) -> str:
-        return canonical_json(self.to_dict())
-
-    @functools.cached_property
-    def _identity(self) -> str:
-        return self.to_json()
-
-    @property
-    def hash(self) -> str:
-        """Stable 16-hex-digit identity (the store's key)."""
-        return json_hash(self.to_dict())
-
-    def label(self) -> str:
-        """Short human form, e.g. ``sepconv-3x64 | sepconv-3x128 | mhsa-9x320 | mhsa-3x512``."""
-        return " | ".join(f"{m}-{d}x{c}" for m, d, c in zip(self.mixers, self.depths, self.dims))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Architecture):
-            return NotImplemented
-        return self._identity == other._identity
-
-    def __hash__(self) -> int:
-        return hash(self._identity)
-
-
-@dataclasses.dataclass(frozen=True)
-class StageChoices:
-    """The choices of one stage, and the fixed kwargs each mixer gets there."""
-
-    mixers: tuple[str, ...]
-    depths: tuple[int, ...]
-    widths: tuple[int, ...]
-    mixer_kwargs: Mapping[str, dict]
-
-    def kwargs_for(self, mixer: str) -> dict:
-        return copy.deepcopy(self.mixer_kwargs.get(mixer, {}))
-
-
 class SearchSpace:
     """A per-stage choice space with constraints and seeds; see the module docstring for the format.
 
@@ -175,25 +82,25 @@ class SearchSpace:
         if not isinstance(name, str) or not name:
             raise ValueError(f"search space: 'name' must be a non-empty string, got {name!r}")
         where = f"search space {name!r}"
-        unknown = sorted(set(d) - set(_SPACE_KEYS))
+        unknown = sorted(set(d) - set(SPACE_KEYS))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {list(_SPACE_KEYS)}")
+            raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {list(SPACE_KEYS)}")
         description = d.get("description", "")
         if not isinstance(description, str):
             raise ValueError(f"{where}: 'description' must be a string")
-        target_res = _positive_int(f"{where}: target_res", d.get("target_res"))
-        proxy_res = _positive_int(f"{where}: proxy_res", d.get("proxy_res", target_res))
+        target_res = positive_int(f"{where}: target_res", d.get("target_res"))
+        proxy_res = positive_int(f"{where}: proxy_res", d.get("proxy_res", target_res))
         raw_stages = d.get("stages")
         if not isinstance(raw_stages, Sequence) or isinstance(raw_stages, str) or not raw_stages:
             raise ValueError(f"{where}: 'stages' must be a non-empty list of per-stage choices")
         if len(raw_stages) != NUM_STAGES:
             raise ValueError(f"{where}: 'stages' needs {NUM_STAGES} entries (hybrid_metaformer's stage layout), "
                              f"got {len(raw_stages)}")
-        stages = [_parse_stage(f"{where}: stage{i}", s) for i, s in enumerate(raw_stages, start=1)]
-        constraints = [_parse_constraint(f"{where}: constraints[{i}]", c)
-                       for i, c in enumerate(_list_of(where, "constraints", d.get("constraints", [])))]
-        seeds = [_parse_seed(f"{where}: seeds[{i}]", s, len(stages))
-                 for i, s in enumerate(_list_of(where, "seeds", d.get("seeds", [])))]
+        stages = [parse_stage(f"{where}: stage{i}", s) for i, s in enumerate(raw_stages, start=1)]
+        constraints = [parse_constraint(f"{where}: constraints[{i}]", c)
+                       for i, c in enumerate(list_of(where, "constraints", d.get("constraints", [])))]
+        seeds = [parse_seed(f"{where}: seeds[{i}]", s, len(stages))
+                 for i, s in enumerate(list_of(where, "seeds", d.get("seeds", [])))]
         seed_names = [s["name"] for s in seeds]
         if len(set(seed_names)) != len(seed_names):
             raise ValueError(f"{where}: seed names must be unique, got {seed_names}")
@@ -417,106 +324,3 @@ def _params_millions(arch_json: str, img_size: int, num_classes: int) -> float:
     with torch.device("meta"):
         model = HybridMetaFormer(**json.loads(arch_json), img_size=img_size, num_classes=num_classes)
     return sum(p.numel() for p in model.parameters()) / 1e6
-
-
-# ---- parsing helpers -----------------------------------------------------------------------------
-
-
-def _parse_stage(where: str, raw: Any) -> StageChoices:
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{where}: expected a mapping with keys {list(_STAGE_KEYS)}, got {raw!r}")
-    unknown = sorted(set(raw) - set(_STAGE_KEYS))
-    missing = [k for k in _STAGE_KEYS[:3] if k not in raw]
-    if unknown or missing:
-        raise ValueError(f"{where}: unknown key(s) {unknown}, missing key(s) {missing}")
-    mixer_choices = _unique_choices(f"{where}.mixer", raw["mixer"], _str_tuple)
-    bad = [m for m in mixer_choices if m not in MIXER_NAMES]
-    if bad:
-        raise ValueError(f"{where}.mixer: unknown mixer(s) {bad}; registered mixers: {', '.join(MIXER_NAMES)}")
-    kwargs = raw.get("mixer_kwargs") or {}
-    if not isinstance(kwargs, Mapping):
-        raise ValueError(f"{where}.mixer_kwargs: expected a mapping mixer -> kwargs, got {kwargs!r}")
-    stray = sorted(set(kwargs) - set(mixer_choices))
-    if stray:
-        raise ValueError(f"{where}.mixer_kwargs: kwargs for mixer(s) {stray} that are not choices of this stage")
-    return StageChoices(
-        mixers=mixer_choices,
-        depths=_unique_choices(f"{where}.depth", raw["depth"], _positive_int_tuple),
-        widths=_unique_choices(f"{where}.width", raw["width"], _positive_int_tuple),
-        mixer_kwargs={m: _plain_json_dict(f"{where}.mixer_kwargs.{m}", k) for m, k in kwargs.items()},
-    )
-
-
-def _parse_constraint(where: str, raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, Mapping) or raw.get("type") not in CONSTRAINT_TYPES:
-        raise ValueError(f"{where}: expected {{type: ...}} with a type in {list(CONSTRAINT_TYPES)}, got {raw!r}")
-    required, optional = CONSTRAINT_TYPES[raw["type"]]
-    keys = set(raw) - {"type"}
-    if set(required) - keys or keys - set(required) - set(optional):
-        raise ValueError(f"{where}: {raw['type']} takes keys {list(required)} (required) and "
-                         f"{list(optional)} (optional), got {sorted(keys)}")
-    out = {"type": raw["type"], **optional, **{k: raw[k] for k in keys}}
-    if out["type"] == "max_params_m":
-        limit = out["limit"]
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit) or limit <= 0:
-            raise ValueError(f"{where}: limit must be a positive number of millions, got {limit!r}")
-        out["num_classes"] = _positive_int(f"{where}: num_classes", out["num_classes"])
-    return out
-
-
-def _parse_seed(where: str, raw: Any, num_stages: int) -> dict[str, Any]:
-    if not isinstance(raw, Mapping) or set(raw) != set(_SEED_KEYS):
-        raise ValueError(f"{where}: expected exactly the keys {list(_SEED_KEYS)}, got {raw!r}")
-    if not isinstance(raw["name"], str) or not raw["name"]:
-        raise ValueError(f"{where}: name must be a non-empty string, got {raw['name']!r}")
-    seed = {"name": raw["name"], "mixers": list(_str_tuple(f"{where}.mixers", raw["mixers"])),
-            "depths": list(_positive_int_tuple(f"{where}.depths", raw["depths"])),
-            "dims": list(_positive_int_tuple(f"{where}.dims", raw["dims"]))}
-    if any(len(seed[k]) != num_stages for k in ("mixers", "depths", "dims")):
-        raise ValueError(f"{where} ({raw['name']}): mixers, depths and dims need {num_stages} entries each")
-    return seed
-
-
-def _list_of(where: str, key: str, value: Any) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        raise ValueError(f"{where}: {key!r} must be a list, got {value!r}")
-    return list(value)
-
-
-def _unique_choices(where: str, values: Any, parse) -> tuple:
-    parsed = parse(where, values)
-    if not parsed or len(set(parsed)) != len(parsed):
-        raise ValueError(f"{where}: expected a non-empty list of distinct choices, got {values!r}")
-    return parsed
-
-
-def _str_tuple(where: str, values: Any) -> tuple[str, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) \
-            or not all(isinstance(v, str) and v for v in values):
-        raise ValueError(f"{where}: expected a list of non-empty strings, got {values!r}")
-    return tuple(values)
-
-
-def _positive_int_tuple(where: str, values: Any) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ValueError(f"{where}: expected a list of positive ints, got {values!r}")
-    return tuple(_positive_int(where, v) for v in values)
-
-
-def _positive_int(where: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{where}: expected a positive int, got {value!r}")
-    return int(value)
-
-
-def _plain_json_dict(where: str, value: Any) -> dict:
-    """A deep copy made of JSON types only, so hashes and timm kwargs never depend on Python objects."""
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise ValueError(f"{where}: expected a mapping with string keys, got {value!r}")
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: not plain JSON ({exc}): {value!r}") from None
-    return json.loads(text)

@@ -18,7 +18,7 @@ def fixed_seed() -> int:
 # (added for the search driver tests: tests/test_search_integration.py)
 # Ray reads part of its environment at import time (loopback binding), so it is set here,
 # before any test module imports ray.
-from nas.driver import configure_ray_env  # noqa: E402
+from nas.search.ray_session import configure_ray_env  # noqa: E402
 
 configure_ray_env(address=None)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from nas.cli import main
-from nas.store import open_store
+from nas.store import Measurement, open_store
 from search_spaces import Architecture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,11 +32,10 @@ def arch(i: int) -> dict:
 def add_trial(store, search_id, i, status, acc=None, throughput=None):
     trial_id = store.start_trial(search_id, arch=arch(i), recipe=RECIPE, devices_held=1.0)
     if throughput is not None:
-        store.record_measurement(trial_id, params=100_000 + i, gmacs=0.01, latency_ms=1000 / throughput,
-                                 throughput=throughput, device_kind="cpu:Test x1")
+        store.record_measurement(trial_id, Measurement(params=100_000 + i, gmacs=0.01, latency_ms=1000 / throughput, throughput=throughput, device_kind="cpu:Test x1"))
     if acc is not None:
-        store.record_epoch(trial_id, 1, val_accuracy=acc - 0.1, train_loss=1.0)
-        store.record_epoch(trial_id, 2, val_accuracy=acc, train_loss=0.5)
+        store.record_epoch(trial_id, 1, dict(val_accuracy=acc - 0.1, train_loss=1.0), best_accuracy=acc - 0.1)
+        store.record_epoch(trial_id, 2, dict(val_accuracy=acc, train_loss=0.5), best_accuracy=acc)
     store.finish_trial(trial_id, status, device_hours=0.001 * (i + 1),
                        error="ValueError: boom" if status == "failed" else None)
     return trial_id
@@ -50,7 +49,7 @@ def db(tmp_path) -> Path:
     for name in ("alpha", "beta"):
         store.create_search(name, space="mini", space_description={}, config={"recipe": RECIPE},
                             budget_kind="cpu-h", budget_total=1.0, budget_text="1cpu-h")
-    alpha, beta = store.get_search("alpha")["id"], store.get_search("beta")["id"]
+    alpha, beta = store.get_search("alpha").id, store.get_search("beta").id
     add_trial(store, alpha, 0, "completed", acc=0.9, throughput=1000)
     add_trial(store, alpha, 1, "stopped", acc=0.8, throughput=3000)
     add_trial(store, alpha, 2, "completed", acc=0.7, throughput=2000)

@@ -14,8 +14,8 @@ from dashboard import command
 from dashboard.data import DB_ENV, resolve_db_url
 from dashboard.frames import UNREADABLE, arch_view, filter_trials, front_mixer_counts, trials_frame
 from nas.cli import main as nas_main
-from nas.pareto import pareto_front
-from nas.store import COMPLETED, open_store
+from nas.front import pareto_front
+from nas.store import Measurement, TrialRecord, TrialStatus, open_store
 
 from dashboard_fixture import DEVICE, PROTOCOL, RECIPE, build_fixture_db
 
@@ -63,7 +63,7 @@ def test_summary_chart_and_table_match_the_store(monkeypatch, fixture_url):
     assert metric(at, "Budget charged (cpu-h)").endswith("/ 2")
     assert len(at.get("plotly_chart")) >= 3  # Pareto, hypervolume, latency (+ front heatmap)
     table = at.dataframe[0].value
-    assert sorted(table["id"]) == sorted(t["id"] for t in trials)
+    assert sorted(table["id"]) == sorted(t.id for t in trials)
     assert "No speed measurement (failed): trial(s) 14 (not plotted)" in texts(at.caption)
 
 
@@ -79,13 +79,13 @@ def _point(trial_id: int) -> dict:
 
 
 def test_selecting_a_chart_point_opens_that_trial(monkeypatch, fixture_url):
-    trial = next(t for t in open_store(fixture_url).trials(search="hybrid-demo") if t["seed_name"] == "CAFormer-like")
-    at = run_app(monkeypatch, fixture_url, "hybrid-demo", pareto=_point(trial["id"]))
-    assert any(s.value.startswith(f"Trial {trial['id']} ·") for s in at.subheader)
+    trial = next(t for t in open_store(fixture_url).trials(search="hybrid-demo") if t.seed_name == "CAFormer-like")
+    at = run_app(monkeypatch, fixture_url, "hybrid-demo", pareto=_point(trial.id))
+    assert any(s.value.startswith(f"Trial {trial.id} ·") for s in at.subheader)
     assert "CAFormer-like" in texts(at.markdown)
     diagram = next(m.value for m in at.markdown if "Stage 4" in m.value)
     assert diagram.count("mhsa") == 2 and diagram.count("sepconv") == 2
-    assert f"nas export {trial['id']} --out exported/trial-{trial['id']} --db {fixture_url}" in texts(at.code)
+    assert f"nas export {trial.id} --out exported/trial-{trial.id} --db {fixture_url}" in texts(at.code)
 
 
 def test_selecting_a_table_row_opens_that_trial_and_a_new_point_replaces_it(monkeypatch, fixture_url):
@@ -93,17 +93,17 @@ def test_selecting_a_table_row_opens_that_trial_and_a_new_point_replaces_it(monk
     table_pick = {"selection": {"rows": [2], "columns": [], "cells": []}}
     at = run_app(monkeypatch, fixture_url, "hybrid-demo", trial_table=table_pick)
     third = trials[2]  # the table is ordered by trial id
-    assert third["status"] == "infeasible"
-    assert any(s.value.startswith(f"Trial {third['id']} ·") for s in at.subheader)
+    assert third.status == "infeasible"
+    assert any(s.value.startswith(f"Trial {third.id} ·") for s in at.subheader)
     assert "No export: a infeasible trial" in texts(at.caption)
     assert not at.code
 
-    at.session_state["pareto"] = _point(trials[0]["id"])
+    at.session_state["pareto"] = _point(trials[0].id)
     at.run()
-    assert any(s.value.startswith(f"Trial {trials[0]['id']} ·") for s in at.subheader)
-    assert not any(s.value.startswith(f"Trial {third['id']} ·") for s in at.subheader)
+    assert any(s.value.startswith(f"Trial {trials[0].id} ·") for s in at.subheader)
+    assert not any(s.value.startswith(f"Trial {third.id} ·") for s in at.subheader)
 
-    at.multiselect(key="filter_status").set_value([COMPLETED])
+    at.multiselect(key="filter_status").set_value([TrialStatus.COMPLETED])
     at.selectbox(key="search").select("tight-latency").run()
     assert not at.exception and at.header[0].value == "Search tight-latency"
     assert not any(s.value.startswith("Trial ") for s in at.subheader)  # nothing carried over
@@ -113,20 +113,20 @@ def test_selecting_a_table_row_opens_that_trial_and_a_new_point_replaces_it(monk
 def test_filters_reduce_the_table(monkeypatch, fixture_url):
     trials = open_store(fixture_url).trials(search="hybrid-demo")
     at = run_app(monkeypatch, fixture_url, "hybrid-demo")
-    at.multiselect(key="filter_status").set_value([COMPLETED]).run()
-    completed = {t["id"] for t in trials if t["status"] == COMPLETED}
+    at.multiselect(key="filter_status").set_value([TrialStatus.COMPLETED]).run()
+    completed = {t.id for t in trials if t.status == TrialStatus.COMPLETED}
     assert set(at.dataframe[0].value["id"]) == completed
 
     at.multiselect(key="filter_stage_1").set_value(["sepconv"]).run()
-    expected = {t["id"] for t in trials if t["id"] in completed and t["arch"]["mixers"][0] == "sepconv"}
+    expected = {t.id for t in trials if t.id in completed and t.arch["mixers"][0] == "sepconv"}
     assert set(at.dataframe[0].value["id"]) == expected and 0 < len(expected) < len(completed)
 
     at.multiselect(key="filter_status").set_value([])
     at.multiselect(key="filter_stage_1").set_value([])
     at.slider(key="filter_accuracy").set_value((91.0, 100.0))
     at.number_input(key="filter_thr_min").set_value(1500.0).run()
-    expected = {t["id"] for t in trials
-                if t["accuracy"] is not None and t["accuracy"] >= 0.91 and (t["throughput"] or 0) >= 1500}
+    expected = {t.id for t in trials
+                if t.accuracy is not None and t.accuracy >= 0.91 and (t.throughput or 0) >= 1500}
     assert set(at.dataframe[0].value["id"]) == expected and expected
     assert f"{len(expected)} of {len(trials)} trials shown" in texts(at.caption)
 
@@ -152,7 +152,7 @@ def test_missing_or_foreign_database_shows_one_error(monkeypatch, tmp_path):
 
 def test_corrupt_json_in_a_row_is_shown_not_raised(monkeypatch, fresh_url):
     store = open_store(fresh_url)
-    victim = store.trials(search="hybrid-demo")[3]["id"]
+    victim = store.trials(search="hybrid-demo")[3].id
     with sqlite3.connect(fresh_url.removeprefix("sqlite:///")) as conn:
         conn.execute("UPDATE trials SET arch_json = '{\"mixers\": [broken' WHERE id = ?", (victim,))
         conn.execute("UPDATE measurement_protocols SET protocol_json = 'not json'")
@@ -169,9 +169,9 @@ def test_running_search_shows_new_trials_and_stops_refreshing_when_finished(monk
     store = open_store(fresh_url)
     search = store.get_search("tight-latency")
     arch = {"mixers": ["pooling", "pooling", "sepconv", "hilo"], "depths": [2, 2, 4, 2], "dims": [32, 64, 128, 192]}
-    tid = store.start_trial(search["id"], arch=arch, recipe=RECIPE, device_kind=DEVICE)
-    store.record_measurement(tid, params=1_500_000, gmacs=0.1, latency_ms=3.0, throughput=3000.0, protocol=PROTOCOL)
-    store.record_epoch(tid, 1, val_accuracy=0.88)
+    tid = store.start_trial(search.id, arch=arch, recipe=RECIPE, device_kind=DEVICE)
+    store.record_measurement(tid, Measurement(params=1_500_000, gmacs=0.1, latency_ms=3.0, throughput=3000.0, protocol=PROTOCOL))
+    store.record_epoch(tid, 1, dict(val_accuracy=0.88), best_accuracy=0.88)
     st.cache_data.clear()  # stands in for the 2 s TTL expiring
     at.run()
     assert int(metric(at, "Trials")) == before + 1
@@ -185,11 +185,15 @@ def test_running_search_shows_new_trials_and_stops_refreshing_when_finished(monk
 
 def test_frames_are_defensive_and_filters_compose():
     assert arch_view(None).label == UNREADABLE and arch_view({"mixers": "x"}).mixers == []
+    def record(i, status, arch, accuracy, throughput):
+        return TrialRecord(id=i, search="s", number=i, status=status, arch=arch, arch_hash=str(i), recipe=None,
+                           recipe_hash="r", accuracy=accuracy, throughput=throughput)
+
     trials = [
-        {"id": 1, "status": "completed", "arch": {"mixers": ["a", "b"]}, "accuracy": 0.9, "throughput": 100.0},
-        {"id": 2, "status": "completed", "arch": {"mixers": ["a", "c"]}, "accuracy": 0.8, "throughput": 200.0},
-        {"id": 3, "status": "completed", "arch": {"mixers": ["b", "c"]}, "accuracy": 0.7, "throughput": 150.0},
-        {"id": 4, "status": "infeasible", "arch": None, "accuracy": None, "throughput": 300.0},
+        record(1, TrialStatus.COMPLETED, {"mixers": ["a", "b"]}, 0.9, 100.0),
+        record(2, TrialStatus.COMPLETED, {"mixers": ["a", "c"]}, 0.8, 200.0),
+        record(3, TrialStatus.COMPLETED, {"mixers": ["b", "c"]}, 0.7, 150.0),
+        record(4, TrialStatus.INFEASIBLE, None, None, 300.0),
     ]
     df = trials_frame(trials)
     assert list(df.loc[df["on_front"], "id"]) == [1, 2]

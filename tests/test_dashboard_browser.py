@@ -21,8 +21,8 @@ from typing import Iterator
 
 import pytest
 
-from nas.pareto import pareto_front
-from nas.store import open_store
+from nas.front import pareto_front
+from nas.store import Measurement, open_store
 
 from dashboard_fixture import DEVICE, PROTOCOL, RECIPE, build_fixture_db
 
@@ -114,9 +114,9 @@ def check_chart_against_store(page, url: str, search: str) -> list[dict]:
     trials = open_store(url).trials(search=search)
     traces = page.evaluate(JS_TRACES)
     plotted = [i for t in traces if t["role"] == "trials" for i in t["ids"]]
-    assert sorted(plotted) == sorted(t["id"] for t in trials if (t["throughput"] or 0) > 0)
+    assert sorted(plotted) == sorted(t.id for t in trials if (t.throughput or 0) > 0)
     front = next((t["ids"] for t in traces if t["role"] == "front"), [])
-    assert front == [t["id"] for t in pareto_front(trials)]
+    assert front == [t.id for t in pareto_front(trials)]
     return traces
 
 
@@ -161,9 +161,8 @@ def test_running_search_updates_without_a_page_reload(browser, fixture_server):
     store = open_store(url)
     search = store.get_search("tight-latency")
     arch = {"mixers": ["pooling", "pooling", "sepconv", "hilo"], "depths": [2, 2, 4, 2], "dims": [32, 64, 128, 192]}
-    tid = store.start_trial(search["id"], arch=arch, recipe=RECIPE, device_kind=DEVICE)
-    store.record_measurement(tid, params=1_500_000, gmacs=0.1, latency_ms=3.0, throughput=3000.0,
-                             protocol=PROTOCOL, device_kind=DEVICE)
+    tid = store.start_trial(search.id, arch=arch, recipe=RECIPE, device_kind=DEVICE)
+    store.record_measurement(tid, Measurement(params=1_500_000, gmacs=0.1, latency_ms=3.0, throughput=3000.0, protocol=PROTOCOL, device_kind=DEVICE))
     page.wait_for_function(f"() => ({JS_POINT_COUNT})() === {before + 1}", timeout=30_000)
     assert page.evaluate("() => window.__sameDocument === true")
     page.close()

@@ -15,21 +15,27 @@ import pytest
 from ray.tune.search import Searcher
 
 from nas.budget import BudgetTracker, parse_budget
-from nas.driver import (
-    INTERRUPTED_ERROR, _changed_settings, _replay_stored_trials, check_address, default_artifacts_dir,
-)
 from nas.errors import UsageError
-from nas.searcher import StrategySearcher
-from nas.store import open_store
-from nas.tune_callback import (
-    HEARTBEAT_S, Progress, Reused, SearchRecorder, StoreCallback, charged_devices, constraint_violation,
-    describe_error, final_status, format_duration, format_progress, same_protocol,
-)
+from nas.formatting import format_duration
+from nas.front import SearchStats
+from nas.search.callback import StoreCallback, describe_error
+from nas.search.prepare import default_artifacts_dir
+from nas.search.ray_session import check_address
+from nas.search.recorder import HEARTBEAT_S, Reused, SearchRecorder, charged_devices, final_status
+from nas.search.report import format_progress
+from nas.search.run import INTERRUPTED_ERROR, replay_stored_trials
+from nas.search.searcher import StrategySearcher
+from nas.search.settings import SearchRequest, SearchSettings
+from nas.store import TrialStatus, open_store
+from nas.trial.measure_settings import MeasureSettings
+from nas.trial.progress import TrialProgress
+from nas.trial.recipe import ProxyRecipe
 from search_spaces import Architecture
 
 RECIPE = {"dataset": "digits", "epochs": 2, "img_size": 32}
 MEASURE = {"target_res": 32, "latency_batch": 1, "throughput_batch": 32, "max_latency_ms": None,
            "min_throughput": None}
+STORED_RECIPE = ProxyRecipe.from_dict(RECIPE).to_dict()  # what trials record
 PROTOCOL = {"img_size": 32, "latency_batch": 1, "throughput_batch": 32, "repeats": 30}
 CPU_KIND = "cpu:Test CPU x1"
 
@@ -178,7 +184,7 @@ def test_searcher_and_callback_pickle_for_tunes_own_state_file():
     (True, 0, 3, "stopped"),
 ])
 def test_final_status(feasible, done, planned, status):
-    assert final_status(feasible, done, planned) == status
+    assert final_status(TrialProgress(feasible=feasible, epochs_done=done), planned) == status
 
 
 @pytest.mark.parametrize("kind, gpus, cpus, devices", [
@@ -205,18 +211,22 @@ def test_describe_error_unwraps_and_keeps_the_first_line():
 
 
 def test_format_progress_line():
-    progress = Progress(elapsed_s=3723, budget="0.05/0.17 cpu-h (31%)", done=5, running=2, infeasible=1,
-                        failed=0, reused=3, best_accuracy=0.9123, front_size=4)
-    assert format_progress(progress, "trial 7 completed") == (
+    stats = SearchStats(trials=11, by_status={"completed": 4, "stopped": 1, "running": 2, "infeasible": 1},
+                        reused=3, best_accuracy=0.9123, front_size=4)
+    assert format_progress(stats, 3723, "0.05/0.17 cpu-h (31%)", "trial 7 completed") == (
         "[1:02:03] trial 7 completed | budget 0.05/0.17 cpu-h (31%) | trials: 5 done, 2 running, 1 infeasible, "
         "0 failed, 3 reused | best acc 0.912 | front 4")
     assert format_duration(59.9) == "0:00:59"
 
 
-def test_changed_settings_names_only_given_differences():
-    stored = {"strategy": "evolution", "recipe": {"epochs": 3, "lr": 0.002}, "asha": True}
-    given = {"strategy": "evolution", "recipe": {"epochs": 5, "lr": None}, "asha": None}
-    assert _changed_settings(given, stored) == ["recipe.epochs (stored 3, given 5)"]
+def test_settings_conflicts_name_only_given_differences():
+    stored = SearchSettings(space="mini", strategy="evolution", seed=0, recipe=ProxyRecipe(epochs=3, lr=0.002),
+                            measure=MeasureSettings(), asha=True)
+    given = SearchRequest(strategy="evolution", epochs=5, proxy_res=None, asha=None)
+    assert stored.conflicts(given) == ["recipe.epochs (stored 3, given 5)"]
+    assert stored.conflicts(SearchRequest(proxy_res=64, max_latency_ms=2.0)) == [
+        "recipe.img_size (stored 32, given 64)", "measure.max_latency_ms (stored None, given 2.0)"]
+    assert SearchSettings.from_config(stored.to_config()) == stored
 
 
 def test_default_artifacts_dir_is_beside_the_sqlite_db(tmp_path):
@@ -268,13 +278,14 @@ def recorder_for(store, tmp_path, name="s1", budget="1cpu-h", cpus=2.0, device_k
                  measure=None):
     search, tracker = new_search(store, name, budget, measure)
     clock = Clock()
-    rec = SearchRecorder(store, search, tracker, artifacts_dir=tmp_path / "artifacts", epochs_planned=2,
+    rec = SearchRecorder(store, search, tracker, artifacts_dir=tmp_path / "artifacts",
+                         recipe=ProxyRecipe.from_dict(RECIPE), measure=MeasureSettings(**{**MEASURE, **(measure or {})}),
                          gpus_per_trial=0.0, cpus_per_trial=cpus, device_kind=device_kind, out=out, clock=clock)
     return rec, clock
 
 
 def config_for(a: Architecture, seed_name=None):
-    return {"arch": a.to_dict(), "recipe": RECIPE, "seed_name": seed_name}
+    return {"arch": a.to_dict(), "recipe": STORED_RECIPE, "seed_name": seed_name}
 
 
 def full_measure(feasible=True, kind=CPU_KIND):
@@ -298,23 +309,23 @@ def test_completed_trial_is_recorded_and_charged_wall_time_times_cpus(store, tmp
     rec.trial_result("t1", full_measure())
     clock.now += 3
     rec.trial_result("t1", {**epoch_result(1, 0.7), "train_loss": 1.0, "val_loss": 0.9})
-    assert store.trial(1)["device_hours"] == pytest.approx(5 * 2 / 3600)  # running cost, on record
+    assert store.trial(1).device_hours == pytest.approx(5 * 2 / 3600)  # running cost, on record
     clock.now += 3
     rec.trial_result("t1", {**epoch_result(2, 0.65), "train_loss": 0.8, "val_loss": 0.8})
     clock.now += 1
     assert rec.trial_completed("t1", checkpoint(tmp_path)) == "completed"
 
     trial = store.trial(1)
-    assert trial["status"] == "completed" and trial["seed_name"] == "CAFormer-like"
-    assert trial["accuracy"] == 0.7 and trial["epochs_done"] == 2
-    assert trial["device_hours"] == pytest.approx(9 * 2 / 3600) and trial["devices_held"] == 2
-    assert trial["throughput"] == 5000.0 and trial["device_kind"] == CPU_KIND
-    assert trial["model_args"]["num_classes"] == 10 and trial["data_config"]["input_size"] == [3, 32, 32]
-    assert [e["val_accuracy"] for e in trial["epochs"]] == [0.7, 0.65]
-    assert Path(trial["weights_path"]).read_bytes() == b"weights"
-    assert Path(trial["weights_path"]) == (tmp_path / "artifacts" / "s1" / "1.safetensors").resolve()
+    assert trial.status == "completed" and trial.seed_name == "CAFormer-like"
+    assert trial.accuracy == 0.7 and trial.epochs_done == 2
+    assert trial.device_hours == pytest.approx(9 * 2 / 3600) and trial.devices_held == 2
+    assert trial.throughput == 5000.0 and trial.device_kind == CPU_KIND
+    assert trial.model_args["num_classes"] == 10 and trial.data_config["input_size"] == [3, 32, 32]
+    assert [e.val_accuracy for e in trial.epochs] == [0.7, 0.65]
+    assert Path(trial.weights_path).read_bytes() == b"weights"
+    assert Path(trial.weights_path) == (tmp_path / "artifacts" / "s1" / "1.safetensors").resolve()
     assert rec.tracker.charged == pytest.approx(9 * 2 / 3600)
-    assert store.get_search("s1")["charged"] == pytest.approx(9 * 2 / 3600)
+    assert store.get_search("s1").charged == pytest.approx(9 * 2 / 3600)
 
 
 def test_early_stopped_trial_is_stopped_with_its_best_accuracy(store, tmp_path):
@@ -323,7 +334,7 @@ def test_early_stopped_trial_is_stopped_with_its_best_accuracy(store, tmp_path):
     rec.trial_result("t1", full_measure())
     rec.trial_result("t1", epoch_result(1, 0.4))
     assert rec.trial_completed("t1", checkpoint(tmp_path)) == "stopped"
-    assert store.trial(1)["accuracy"] == 0.4 and store.trial(1)["weights_path"]
+    assert store.trial(1).accuracy == 0.4 and store.trial(1).weights_path
 
 
 def test_infeasible_trial_costs_its_measurement_time_only(store, tmp_path):
@@ -333,8 +344,8 @@ def test_infeasible_trial_costs_its_measurement_time_only(store, tmp_path):
     rec.trial_result("t1", full_measure(feasible=False))
     assert rec.trial_completed("t1", None) == "infeasible"
     trial = store.trial(1)
-    assert trial["status"] == "infeasible" and trial["accuracy"] is None and trial["weights_path"] is None
-    assert trial["device_hours"] == pytest.approx(4 / 3600) and trial["latency_ms"] == 2.0
+    assert trial.status == "infeasible" and trial.accuracy is None and trial.weights_path is None
+    assert trial.device_hours == pytest.approx(4 / 3600) and trial.latency_ms == 2.0
 
 
 def test_failed_trial_keeps_error_and_time(store, tmp_path):
@@ -344,10 +355,10 @@ def test_failed_trial_keeps_error_and_time(store, tmp_path):
     clock.now += 6
     rec.trial_failed("t1", config_for(arch(0)), "RuntimeError: dropout probability has to be between 0 and 1")
     trial = store.trial(1)
-    assert trial["status"] == "failed" and trial["error"].startswith("RuntimeError: dropout")
-    assert trial["device_hours"] == pytest.approx(6 / 3600) and rec.running == 0
+    assert trial.status == "failed" and trial.error.startswith("RuntimeError: dropout")
+    assert trial.device_hours == pytest.approx(6 / 3600) and rec.running == 0
     rec.trial_failed("t2", config_for(arch(1)), "RayActorError: worker died")  # never started
-    assert store.trial(2)["status"] == "failed" and store.trial(2)["device_hours"] == 0
+    assert store.trial(2).status == "failed" and store.trial(2).device_hours == 0
 
 
 def test_reuse_across_searches_needs_same_recipe_and_device_kind(store, tmp_path):
@@ -362,8 +373,8 @@ def test_reuse_across_searches_needs_same_recipe_and_device_kind(store, tmp_path
     assert second.reuse(arch(0), "CAFormer-like") == Reused(2, 0.9)
     assert second.reuse(arch(1), None) is None  # never trained
     row = store.trials(search="second")[0]
-    assert row["reused_from"] == 1 and row["device_hours"] == 0 and row["status"] == "completed"
-    assert row["seed_name"] == "CAFormer-like" and second.tracker.charged == 0
+    assert row.reused_from == 1 and row.device_hours == 0 and row.status == "completed"
+    assert row.seed_name == "CAFormer-like" and second.tracker.charged == 0
 
     other_device, _ = recorder_for(store, tmp_path, name="third", device_kind="cuda:H100")
     assert other_device.reuse(arch(0), None) is None
@@ -376,15 +387,21 @@ def test_reuse_across_searches_needs_same_recipe_and_device_kind(store, tmp_path
     reused = strict.reuse(arch(0), None)
     assert reused.score is None  # measured 2 ms: infeasible under this search's limit
     row = store.trial(reused.trial_id)
-    assert row["status"] == "infeasible" and row["error"].startswith("reused measurement: latency 2 ms")
+    assert row.status == "infeasible" and row.error.startswith("reused measurement: latency 2 ms")
 
 
 def test_protocol_and_constraint_checks():
-    assert same_protocol(PROTOCOL, MEASURE)
-    assert not same_protocol({**PROTOCOL, "throughput_batch": 256}, MEASURE) and not same_protocol(None, MEASURE)
-    assert constraint_violation(2.0, 100.0, MEASURE) is None
-    assert constraint_violation(2.0, 100.0, {"max_latency_ms": 1.5}) == "latency 2 ms > max_latency_ms 1.5"
-    assert constraint_violation(2.0, 100.0, {"min_throughput": 200}) == "throughput 100 img/s < min_throughput 200"
+    measure = MeasureSettings(**MEASURE)
+    assert measure.same_protocol(PROTOCOL)
+    assert not measure.same_protocol({**PROTOCOL, "throughput_batch": 256}) and not measure.same_protocol(None)
+    assert measure.violation(2.0, 100.0) is None
+    assert MeasureSettings(max_latency_ms=1.5).violation(2.0, 100.0) == "latency 2 ms > max_latency_ms 1.5"
+    assert MeasureSettings(min_throughput=200).violation(2.0, 100.0) == "throughput 100 img/s < min_throughput 200"
+    assert MeasureSettings(max_latency_ms=1.5).violation(None, 100.0) == "latency - ms > max_latency_ms 1.5"
+    with pytest.raises(ValueError, match="--max-latency-ms must be > 0"):
+        MeasureSettings(max_latency_ms=-1)
+    with pytest.raises(ValueError, match="unknown key"):
+        MeasureSettings.from_dict({"resolution": 3})
 
 
 def test_cluster_device_kind_is_learnt_from_the_first_measurement(store, tmp_path):
@@ -392,7 +409,7 @@ def test_cluster_device_kind_is_learnt_from_the_first_measurement(store, tmp_pat
     rec.trial_started("t1", config_for(arch(0)))
     rec.trial_result("t1", full_measure(kind="cuda:NVIDIA H100"))
     assert rec.device_kind == "cuda:NVIDIA H100"
-    assert store.get_search("s1")["device_kind"] == "cuda:NVIDIA H100"
+    assert store.get_search("s1").device_kind == "cuda:NVIDIA H100"
 
 
 def test_progress_lines_and_heartbeat(store, tmp_path):
@@ -414,12 +431,12 @@ def test_progress_lines_and_heartbeat(store, tmp_path):
 
 
 def stored_trial(store, search, a, status, *, hours, acc=None, error=None):
-    trial_id = store.start_trial(search["id"], arch=a.to_dict(), recipe=RECIPE, devices_held=1.0)
+    trial_id = store.start_trial(search.id, arch=a.to_dict(), recipe=RECIPE, devices_held=1.0)
     if acc is not None:
-        store.record_epoch(trial_id, 1, val_accuracy=acc)
+        store.record_epoch(trial_id, 1, dict(val_accuracy=acc), best_accuracy=acc)
     store.set_device_hours(trial_id, hours)
     if status != "running":
-        store.finish_trial(trial_id, status, error=error)
+        store.finish_trial(trial_id, TrialStatus(status), error=error)
     return trial_id
 
 
@@ -441,19 +458,19 @@ def test_resume_replay_marks_interrupted_requeues_and_recharges(store, budget, c
     strategy = FakeStrategy([])
     space = SeedSpace([("CAFormer-like", arch(0)), ("all-DF", arch(4))])
 
-    queue, exclude = _replay_stored_trials(store, search, tracker, strategy, space)
+    queue, exclude = replay_stored_trials(store, search, tracker, strategy, space)
 
-    assert store.trial(interrupted)["status"] == "failed"
-    assert store.trial(interrupted)["error"] == INTERRUPTED_ERROR
+    assert store.trial(interrupted).status == "failed"
+    assert store.trial(interrupted).error == INTERRUPTED_ERROR
     assert queue == [(None, arch(3)), ("all-DF", arch(4))]  # interrupted first, then unevaluated seeds
     assert set(exclude) == {arch(0), arch(1), arch(2)}
     assert strategy.told == [(arch(0), 0.8), (arch(1), None), (arch(2), None)]
     assert tracker.charged == pytest.approx(charged)
-    assert store.get_search("s1")["charged"] == pytest.approx(charged)
+    assert store.get_search("s1").charged == pytest.approx(charged)
 
     # killed again before the re-run started: still queued, still not counted twice
     tracker2, strategy2 = BudgetTracker(parse_budget(budget)), FakeStrategy([])
-    queue2, _ = _replay_stored_trials(store, search, tracker2, strategy2, space)
+    queue2, _ = replay_stored_trials(store, search, tracker2, strategy2, space)
     assert queue2 == queue and tracker2.charged == pytest.approx(charged)
 
 
@@ -466,7 +483,7 @@ def test_measurement_lock_excludes_training_and_queues_trainers_behind_it(tmp_pa
     within one process, as separate trial processes do)."""
     import threading
 
-    from nas.trainable import DeviceLock
+    from nas.search.device_lock import DeviceLock
 
     trainer, measurer, late_trainer = (DeviceLock(["gpu-X"], tmp_path) for _ in range(3))
     order: list[str] = []
@@ -505,11 +522,14 @@ def test_measurement_lock_excludes_training_and_queues_trainers_behind_it(tmp_pa
 def test_trial_device_and_lock_keys_without_cuda():
     import torch
 
-    from nas.trainable import _more_work_follows, device_lock_keys, trial_device
+    from nas.device import compute_device
+    from nas.search.device_lock import device_lock_keys
+    from nas.search.trainable import _more_work_follows
 
     if torch.cuda.is_available():
         pytest.skip("checks the fake-GPU fallback")
-    assert trial_device(["0"]) == torch.device("cpu")  # a fake GPU: train on the CPU
+    assert compute_device(["0"]) == torch.device("cpu")  # a fake GPU: train on the CPU
+    assert compute_device([]) == torch.device("cpu") and compute_device(None) == torch.device("cpu")
     assert device_lock_keys(torch.device("cpu"), ["0"]) == ["cpu"]
     assert _more_work_follows({"phase": "measure", "feasible": True}, epochs=2)
     assert not _more_work_follows({"phase": "measure", "feasible": False}, epochs=2)

@@ -12,7 +12,7 @@ import torch
 
 import nas  # noqa: F401  (registers hybrid_metaformer)
 from nas.export import ExportError, export_trial, load_exported
-from nas.store import COMPLETED, open_store
+from nas.store import Measurement, TrialStatus, open_store
 from nas.trial.datasets import load_dataset
 from nas.trial.recipe import ProxyRecipe
 from nas.trial.runner import run_trial
@@ -43,18 +43,15 @@ def trained_store(tmp_path_factory):
                           "repeats": 3, "max_latency_ms": None, "min_throughput": None}}
     run_trial(config, report, device=torch.device("cpu"))
     measure = reports[0][0]
-    tid = store.start_trial(search["id"], arch=ARCH, recipe=RECIPE.to_dict(), model_args=measure["model_args"],
+    tid = store.start_trial(search.id, arch=ARCH, recipe=RECIPE.to_dict(), model_args=measure["model_args"],
                             device_kind=measure["device_kind"], devices_held=1)
-    store.record_measurement(tid, params=measure["params"], gmacs=measure["gmacs"],
-                             uncounted_ops=measure["uncounted_ops"], latency_ms=measure["latency_ms"],
-                             throughput=measure["throughput"], protocol=measure["protocol"],
-                             device_kind=measure["device_kind"], data_config=measure["data_config"])
+    store.record_measurement(tid, Measurement(params=measure["params"], gmacs=measure["gmacs"], uncounted_ops=measure["uncounted_ops"], latency_ms=measure["latency_ms"], throughput=measure["throughput"], protocol=measure["protocol"], device_kind=measure["device_kind"], data_config=measure["data_config"]))
     epochs = [(m, w) for m, w in reports[1:]]
-    for m, _ in epochs:
-        store.record_epoch(tid, m["epoch"], **{k: m[k] for k in ("train_loss", "val_loss", "val_accuracy")})
+    for i, (m, _) in enumerate(epochs):
+        store.record_epoch(tid, m["epoch"], m, best_accuracy=max(e["val_accuracy"] for e, _ in epochs[: i + 1]))
     weights = [w for _, w in epochs if w is not None][-1]
-    store.finish_trial(tid, COMPLETED, device_hours=0.001, weights_path=str(Path(weights) / "model.safetensors"))
-    infeasible = store.start_trial(search["id"], arch=ARCH, recipe={"other": 1}, model_args=measure["model_args"])
+    store.finish_trial(tid, TrialStatus.COMPLETED, device_hours=0.001, weights_path=str(Path(weights) / "model.safetensors"))
+    infeasible = store.start_trial(search.id, arch=ARCH, recipe={"other": 1}, model_args=measure["model_args"])
     store.finish_trial(infeasible, "infeasible")
     yield store, tid, infeasible, root
     store.close()
@@ -79,7 +76,7 @@ def test_round_trip_reproduces_outputs_and_accuracy(trained_store):
     pc = cfg["pretrained_cfg"]
     assert pc["classifier"] == "head.fc.fc2" and pc["first_conv"] == "stem.conv"
     assert pc["input_size"] == [3, 32, 32]
-    assert pc["mean"] == store.trial(tid)["data_config"]["mean"] != [0.485, 0.456, 0.406]  # digits' own
+    assert pc["mean"] == store.trial(tid).data_config["mean"] != [0.485, 0.456, 0.406]  # digits' own
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pth"))
 
     from nas.export import build_trial_model
@@ -88,7 +85,7 @@ def test_round_trip_reproduces_outputs_and_accuracy(trained_store):
     x = torch.randn(3, 3, 32, 32)
     with torch.inference_mode():
         assert torch.equal(original(x), loaded(x))
-    recorded = store.trial(tid)["accuracy"]
+    recorded = store.trial(tid).accuracy
     assert _val_accuracy(loaded) == pytest.approx(recorded, abs=1e-6)
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from nas.driver import INTERRUPTED_ERROR, SearchRequest, _local_device_kind, prepare_search, run_search
-from nas.store import FEASIBLE_STATES, open_store
+from nas.search import SearchRequest, prepare_search, run_search
+from nas.search.run import INTERRUPTED_ERROR, _local_device_kind
+from nas.store import FEASIBLE_STATES, Measurement, open_store
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +65,7 @@ def parse(ts: str) -> float:
 
 
 def max_overlap(trials: list[dict]) -> int:
-    events = sorted([(parse(t["started_at"]), 1) for t in trials] + [(parse(t["finished_at"]), -1) for t in trials])
+    events = sorted([(parse(t.started_at), 1) for t in trials] + [(parse(t.finished_at), -1) for t in trials])
     running = peak = 0
     for _, step in events:
         running += step
@@ -78,28 +79,28 @@ def test_fake_gpu_search_packs_trials_charges_gpu_time_and_survives_failures(ray
     space = write_space(tmp_path / "broken.json", stage4_mhsa={"head_dim": 16, "attn_drop": 2.0})
     summary, trials, stored = search(tmp_path, space, "0.3gpu-min", gpus_per_trial=0.5, cpus_per_trial=0.5,
                                      name="packed")
-    assert summary.status == "finished" and summary.slots == 4 and stored["status"] == "finished"
-    assert {"CAFormer-like", "all-DF"} <= {t["seed_name"] for t in trials[:4]}  # seeds in the first batch
+    assert summary.status == "finished" and summary.slots == 4 and stored.status == "finished"
+    assert {"CAFormer-like", "all-DF"} <= {t.seed_name for t in trials[:4]}  # seeds in the first batch
     assert max_overlap(trials) == 4  # 0.5 GPU each on 2 fake GPUs
 
-    by_seed = {t["seed_name"]: t for t in trials}
+    by_seed = {t.seed_name: t for t in trials}
     failed = by_seed["CAFormer-like"]
-    assert failed["status"] == "failed"
-    assert failed["error"].startswith("RuntimeError: dropout probability has to be between 0 and 1")
-    assert failed["throughput"] > 0  # measured before it failed in training
-    feasible = [t for t in trials if t["status"] in FEASIBLE_STATES]
+    assert failed.status == "failed"
+    assert failed.error.startswith("RuntimeError: dropout probability has to be between 0 and 1")
+    assert failed.throughput > 0  # measured before it failed in training
+    feasible = [t for t in trials if t.status in FEASIBLE_STATES]
     assert len(feasible) >= 3 and by_seed["all-DF"] in feasible
     for t in feasible:
-        assert t["device_kind"].startswith("cpu:") and t["device_kind"].endswith(" x1")  # no CUDA: CPU fallback
-        assert Path(t["weights_path"]).is_file() and t["epochs_done"] >= 1 and t["accuracy"] > 0
+        assert t.device_kind.startswith("cpu:") and t.device_kind.endswith(" x1")  # no CUDA: CPU fallback
+        assert Path(t.weights_path).is_file() and t.epochs_done >= 1 and t.accuracy > 0
 
     for t in trials:  # charged: wall time x 0.5 GPU, failed trial included
-        wall_s = parse(t["finished_at"]) - parse(t["started_at"])
-        assert t["devices_held"] == 0.5
-        assert t["device_hours"] * 3600 == pytest.approx(wall_s * 0.5, abs=0.25)
-    charged = sum(t["device_hours"] for t in trials)
-    assert stored["charged"] == pytest.approx(charged)
-    budget, mean_trial, worst_trial = 0.3 / 60, charged / len(trials), max(t["device_hours"] for t in trials)
+        wall_s = parse(t.finished_at) - parse(t.started_at)
+        assert t.devices_held == 0.5
+        assert t.device_hours * 3600 == pytest.approx(wall_s * 0.5, abs=0.25)
+    charged = sum(t.device_hours for t in trials)
+    assert stored.charged == pytest.approx(charged)
+    budget, mean_trial, worst_trial = 0.3 / 60, charged / len(trials), max(t.device_hours for t in trials)
     assert charged + mean_trial > budget  # stopped because another average trial would not fit ...
     assert charged <= budget + 4 * worst_trial  # ... and overshot by at most the trials in flight
     assert not (tmp_path / "nas_artifacts" / "packed" / "tune").exists()
@@ -115,14 +116,13 @@ def test_earlier_results_are_reused_under_this_searchs_constraints(ray_local, tm
     seeds = dict(prepared.space.seeds())
     earlier = open_store(f"sqlite:///{tmp_path / 'nas.db'}", create=True)
     search_id = earlier.create_search("earlier", space="toy", space_description={}, config={},
-                                      budget_kind="trials", budget_total=2, budget_text="2trials")["id"]
+                                      budget_kind="trials", budget_total=2, budget_text="2trials").id
     kind = _local_device_kind(prepared)
     protocol = {"img_size": 32, "latency_batch": 1, "throughput_batch": 8}
     for seed, status in (("all-DF", "completed"), ("CAFormer-like", "failed")):
-        trial_id = earlier.start_trial(search_id, arch=seeds[seed].to_dict(), recipe=prepared.recipe.to_dict())
-        earlier.record_measurement(trial_id, params=1, gmacs=0.1, latency_ms=3.0, throughput=900.0,
-                                   protocol=protocol, device_kind=kind)
-        earlier.record_epoch(trial_id, 1, val_accuracy=0.5)
+        trial_id = earlier.start_trial(search_id, arch=seeds[seed].to_dict(), recipe=prepared.settings.recipe.to_dict())
+        earlier.record_measurement(trial_id, Measurement(params=1, gmacs=0.1, latency_ms=3.0, throughput=900.0, protocol=protocol, device_kind=kind))
+        earlier.record_epoch(trial_id, 1, dict(val_accuracy=0.5), best_accuracy=0.5)
         earlier.finish_trial(trial_id, status, device_hours=0.01)
     earlier.close()
 
@@ -131,14 +131,14 @@ def test_earlier_results_are_reused_under_this_searchs_constraints(ray_local, tm
     trials = store.trials(search="strict")
     store.close()
     assert summary.status == "finished"
-    (reused,) = [t for t in trials if t["reused_from"] is not None]
-    assert reused["seed_name"] == "all-DF" and reused["reused_from"] == 1 and reused["device_hours"] == 0
-    assert reused["status"] == "infeasible" and reused["error"] == "reused measurement: latency 3 ms > max_latency_ms 1e-06"
-    trained = [t for t in trials if t["reused_from"] is None]
-    assert len(trained) == 2 and "CAFormer-like" in {t["seed_name"] for t in trained}
+    (reused,) = [t for t in trials if t.reused_from is not None]
+    assert reused.seed_name == "all-DF" and reused.reused_from == 1 and reused.device_hours == 0
+    assert reused.status == "infeasible" and reused.error == "reused measurement: latency 3 ms > max_latency_ms 1e-06"
+    trained = [t for t in trials if t.reused_from is None]
+    assert len(trained) == 2 and "CAFormer-like" in {t.seed_name for t in trained}
     for t in trained:  # infeasible: measured, never trained, charged the measurement only
-        assert t["status"] == "infeasible" and t["epochs_done"] == 0 and t["weights_path"] is None
-        assert t["device_kind"] == kind and 0 < t["device_hours"] * 3600 < 60
+        assert t.status == "infeasible" and t.epochs_done == 0 and t.weights_path is None
+        assert t.device_kind == kind and 0 < t.device_hours * 3600 < 60
 
 
 def test_sigkill_then_resume_keeps_finished_trials(tmp_path):

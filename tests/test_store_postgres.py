@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.pareto import pareto_front
-from nas.store import COMPLETED, INFEASIBLE, StoreError, open_store
+from nas.front import pareto_front
+from nas.store import Measurement, StoreError, TrialStatus, open_store
 
 PORT = 55432
 
@@ -68,25 +68,24 @@ def test_store_round_trip_on_postgres(pg_url):
     recipe = {"dataset": "digits", "epochs": 1}
     ids = []
     for i, (acc, thr) in enumerate([(0.9, 100.0), (0.8, 300.0), (0.7, 200.0)]):
-        tid = store.start_trial(search["id"], arch={**arch, "depths": [1, 1, 1, i + 1]}, recipe=recipe,
+        tid = store.start_trial(search.id, arch={**arch, "depths": [1, 1, 1, i + 1]}, recipe=recipe,
                                 devices_held=1, device_kind="cpu:test")
-        store.record_measurement(tid, params=1000 + i, gmacs=0.01, latency_ms=1.0, throughput=thr,
-                                 protocol={"repeats": 3}, device_kind="cpu:test")
-        store.record_epoch(tid, 1, val_accuracy=acc, train_loss=1.0)
-        store.finish_trial(tid, COMPLETED, device_hours=0.01)
+        store.record_measurement(tid, Measurement(params=1000 + i, gmacs=0.01, latency_ms=1.0, throughput=thr, protocol={"repeats": 3}, device_kind="cpu:test"))
+        store.record_epoch(tid, 1, dict(val_accuracy=acc, train_loss=1.0), best_accuracy=acc)
+        store.finish_trial(tid, TrialStatus.COMPLETED, device_hours=0.01)
         ids.append(tid)
-    bad = store.start_trial(search["id"], arch=arch, recipe=recipe)
-    store.finish_trial(bad, INFEASIBLE, device_hours=0.001)
+    bad = store.start_trial(search.id, arch=arch, recipe=recipe)
+    store.finish_trial(bad, TrialStatus.INFEASIBLE, device_hours=0.001)
     store.close()
 
     reopened = open_store(pg_url)  # schema version checked on an existing database
     trials = reopened.trials(search="pg")
-    assert [t["status"] for t in trials] == ["completed"] * 3 + ["infeasible"]
-    assert reopened.charged(search["id"]) == pytest.approx(0.031)
-    assert [t["id"] for t in pareto_front(trials)] == [ids[0], ids[1]]
-    assert reopened.trial(ids[0])["epochs"][0]["val_accuracy"] == pytest.approx(0.9)
+    assert [t.status for t in trials] == ["completed"] * 3 + ["infeasible"]
+    assert reopened.charged(search.id) == pytest.approx(0.031)
+    assert [t.id for t in pareto_front(trials)] == [ids[0], ids[1]]
+    assert reopened.trial(ids[0]).epochs[0].val_accuracy == pytest.approx(0.9)
     reuse = reopened.find_reusable({**arch, "depths": [1, 1, 1, 2]}, recipe, "cpu:test")
-    assert reuse is not None and reuse["id"] == ids[1]
+    assert reuse is not None and reuse.id == ids[1]
     with pytest.raises(StoreError, match="already exists"):
         reopened.create_search("pg", space="tiny", space_description={}, config={}, budget_kind="cpu",
                                budget_total=1, budget_text="1cpu-h")

@@ -11,7 +11,9 @@ from torch import nn
 from torch.utils.data import Subset
 
 from nas.trial.datasets import load_dataset
-from nas.trial.measure import device_kind, measure_speed, profile_model
+from nas.device import device_kind
+from nas.trial.measure import measure_speed, profile_model
+from nas.trial.measure_settings import MeasureSettings
 from nas.trial.recipe import ProxyRecipe
 from nas.trial.runner import run_trial, save_weights
 from nas.trial.train import NonFiniteLossError, train_proxy
@@ -143,7 +145,7 @@ def test_device_kind_names_cpu_model_and_threads():
 
 def test_measure_speed_gives_positive_numbers_and_full_protocol():
     model = tiny_model().train()
-    speed = measure_speed(model, 32, "cpu", latency_batch=1, throughput_batch=4, warmup=1, repeats=5)
+    speed = measure_speed(model, "cpu", MeasureSettings(target_res=32, throughput_batch=4, warmup=1, repeats=5))
     assert speed.latency_ms > 0 and speed.throughput > 0
     assert speed.latency_iqr_ms >= 0 and speed.throughput_iqr >= 0
     assert set(speed.protocol) == PROTOCOL_KEYS
@@ -151,7 +153,8 @@ def test_measure_speed_gives_positive_numbers_and_full_protocol():
     assert speed.protocol["dtype"] == "float32" and speed.protocol["threads"] == 1
     assert speed.protocol["device"] == device_kind("cpu") and speed.protocol["statistic"] == "median"
     assert model.training  # mode restored
-    bf16 = measure_speed(model, 32, "cpu", throughput_batch=2, warmup=0, repeats=1, dtype=torch.bfloat16)
+    bf16 = measure_speed(model, "cpu", MeasureSettings(target_res=32, throughput_batch=2, warmup=0, repeats=1),
+                         dtype=torch.bfloat16)
     assert bf16.protocol["dtype"] == "bfloat16"
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from nas.commands.results import newest_search, require_search
 from nas.errors import UsageError
+from nas.front import best_trial, pareto_front
 from nas.store import DEFAULT_URL, FEASIBLE_STATES, open_store
 
 
@@ -51,7 +52,6 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from nas.export import export_trial
-    from nas.pareto import pareto_front
 
     store = open_store(args.db, create=False)
     try:
@@ -60,15 +60,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             search = args.search or newest_search(store)
             require_search(store, search)
-            feasible = store.trials(search=search, statuses=FEASIBLE_STATES)
-            feasible = [t for t in feasible if t.get("accuracy") is not None]
-            if not feasible:
+            scored = [t for t in store.trials(search=search, statuses=FEASIBLE_STATES) if t.scored]
+            if not scored:
                 raise UsageError(f"search {search!r} has no feasible trial with an accuracy yet")
             if args.best:
-                best = max(feasible, key=lambda t: (t["accuracy"], t.get("throughput") or 0.0))
-                targets = [(best["id"], Path(args.out))]
+                targets = [(best_trial(scored).id, Path(args.out))]
             else:
-                targets = [(t["id"], Path(args.out) / f"trial-{t['id']}") for t in pareto_front(feasible)]
+                targets = [(t.id, Path(args.out) / f"trial-{t.id}") for t in pareto_front(scored)]
                 if Path(args.out).exists() and any(Path(args.out).iterdir()) and not args.force:
                     raise UsageError(f"--out {args.out!r} exists and is not empty; pass --force to overwrite it")
                 Path(args.out).mkdir(parents=True, exist_ok=True)

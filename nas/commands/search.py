@@ -66,38 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.driver import SearchRequest, prepare_search, run_search
+    from nas.search import SearchRequest, format_summary, prepare_search, run_search
 
-    request = SearchRequest(
-        space=args.space, budget=args.budget, strategy=args.strategy, dataset=args.dataset, data_dir=args.data_dir,
-        download=args.download, epochs=args.epochs, proxy_res=args.proxy_res, batch_size=args.batch_size,
-        subset=args.subset, lr=args.lr, seed=args.seed, target_res=args.target_res,
-        max_latency_ms=args.max_latency_ms, min_throughput=args.min_throughput, warmup=args.warmup,
-        repeats=args.repeats, throughput_batch=args.throughput_batch, gpus_per_trial=args.gpus_per_trial,
-        cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, address=args.address, db=args.db,
-        name=args.name, resume=args.resume, artifacts=args.artifacts, asha=args.asha)
-    prepared = prepare_search(request)
+    prepared = prepare_search(SearchRequest.from_args(args))
     summary = run_search(prepared, out=None if args.quiet else sys.stdout)
-    print(format_summary(summary, args.db))
+    db_flag = "" if args.db == DEFAULT_URL else f" --db {args.db}"
+    print(format_summary(summary, resume_hint=f"nas search --resume {summary.name}{db_flag}"))
     return 0 if summary.status == "finished" else 1
-
-
-def format_summary(summary, db: str = DEFAULT_URL) -> str:
-    """End-of-search report: status, budget charged, trial counts and the Pareto front."""
-    from nas.commands.results import trials_table
-    from nas.tune_callback import format_duration, summarise
-
-    progress = summarise(summary.trials, summary.wall_s, summary.charged)
-    best = f"{progress.best_accuracy:.3f}" if progress.best_accuracy is not None else "-"
-    lines = [
-        f"search {summary.name!r} {summary.status} after {format_duration(summary.wall_s)}: charged {summary.charged}; "
-        f"trials ran {summary.utilisation:.0%} of the time of {summary.slots} slot(s)",
-        f"trials: {progress.done} done, {progress.infeasible} infeasible, {progress.failed} failed, "
-        f"{progress.reused} reused; best accuracy {best}",
-        f"Pareto front (accuracy vs throughput), {len(summary.front)} trial(s):",
-        trials_table(summary.front),
-    ]
-    if summary.status != "finished":
-        db_flag = "" if db == DEFAULT_URL else f" --db {db}"
-        lines.append(f"continue with: nas search --resume {summary.name}{db_flag}")
-    return "\n".join(lines)

@@ -1,13 +1,15 @@
-"""Results store: SQLAlchemy models and the ``Store`` repository used by the driver, CLI, dashboard and export."""
+"""Results store: SQLAlchemy models, the ``Store`` repository and the typed records it returns."""
 from .engine import DEFAULT_URL, StoreError, make_engine, normalise_url
-from .models import (
-    COMPLETED, EPOCH_METRICS, FAILED, FEASIBLE_STATES, INFEASIBLE, RUNNING, SCHEMA_VERSION, STOPPED, TRIAL_STATES,
-    EpochMetric, MeasurementProtocol, Search, Trial,
+from .models import SCHEMA_VERSION, EpochMetric, MeasurementProtocol, Search, Trial
+from .records import (
+    EPOCH_METRICS, FEASIBLE_STATES, TRIAL_STATES, EpochRecord, Measurement, SearchRecord, SearchStatus, TrialRecord,
+    TrialStatus,
 )
-from .repository import Store, open_store, trial_to_dict
+from .repository import Store, open_store
 
 __all__ = [
-    "DEFAULT_URL", "StoreError", "make_engine", "normalise_url", "Store", "open_store", "trial_to_dict",
+    "DEFAULT_URL", "StoreError", "make_engine", "normalise_url", "Store", "open_store",
     "Search", "Trial", "EpochMetric", "MeasurementProtocol", "SCHEMA_VERSION", "TRIAL_STATES",
-    "FEASIBLE_STATES", "EPOCH_METRICS", "RUNNING", "COMPLETED", "STOPPED", "INFEASIBLE", "FAILED",
+    "FEASIBLE_STATES", "EPOCH_METRICS", "EpochRecord", "Measurement", "SearchRecord", "SearchStatus",
+    "TrialRecord", "TrialStatus",
 ]

@@ -13,17 +13,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+from .records import SearchStatus, TrialStatus
 
-# Trial states.  "feasible" results are COMPLETED and STOPPED (early-stopped by the scheduler: it
-# still has a measured speed and a validation accuracy, from fewer epochs).
-RUNNING, COMPLETED, STOPPED, INFEASIBLE, FAILED = "running", "completed", "stopped", "infeasible", "failed"
-TRIAL_STATES = (RUNNING, COMPLETED, STOPPED, INFEASIBLE, FAILED)
-# What a trial reports after every epoch (columns of ``epoch_metrics``).
-EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "lr", "images_per_s", "elapsed_s")
-FEASIBLE_STATES = (COMPLETED, STOPPED)
-# Search states.
-SEARCH_RUNNING, SEARCH_FINISHED, SEARCH_INTERRUPTED = "running", "finished", "interrupted"
+SCHEMA_VERSION = 1
 
 
 def utcnow() -> dt.datetime:
@@ -58,7 +50,7 @@ class Search(Base):
     budget_total: Mapped[float] = mapped_column(Float)         # device-hours, or a trial count
     budget_text: Mapped[str] = mapped_column(String(64))       # as the user wrote it, e.g. "64gpu-h"
     charged: Mapped[float] = mapped_column(Float, default=0.0)  # device-hours (or trials) charged so far
-    status: Mapped[str] = mapped_column(String(16), default=SEARCH_RUNNING)
+    status: Mapped[str] = mapped_column(String(16), default=SearchStatus.RUNNING.value)
     device_kind: Mapped[str | None] = mapped_column(String(200), nullable=True)  # e.g. "cpu:AMD EPYC (2 threads)"
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -92,7 +84,7 @@ class Trial(Base):
     model_args_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # kwargs that rebuild the trained model
     data_config_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # input size, mean/std it trained with
     seed_name: Mapped[str | None] = mapped_column(String(100), nullable=True)  # e.g. "CAFormer-like" for hand designs
-    status: Mapped[str] = mapped_column(String(16), default=RUNNING, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=TrialStatus.RUNNING.value, index=True)
     reused_from_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), nullable=True)
     device_kind: Mapped[str | None] = mapped_column(String(200), nullable=True)
     params: Mapped[int | None] = mapped_column(Integer, nullable=True)

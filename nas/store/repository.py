@@ -1,8 +1,8 @@
 """``Store``: the one place that reads and writes the results database.
 
 The search driver is the only writer during a search (a Ray Tune callback in the driver
-process); the CLI, dashboard and export only read.  Methods return plain dicts so callers never
-hold ORM objects across sessions.
+process); the CLI, dashboard and export only read.  Methods return the frozen records of
+``nas.store.records``, so callers never hold ORM objects across sessions or index string keys.
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from search_spaces.canonical import canonical_json, json_hash
 
 from .engine import StoreError, ensure_schema, make_engine, normalise_url
-from .models import (
-    COMPLETED, EPOCH_METRICS, FAILED, FEASIBLE_STATES, RUNNING, SEARCH_RUNNING, EpochMetric, MeasurementProtocol, Search, Trial, utcnow,
+from .models import EpochMetric, MeasurementProtocol, Search, Trial, utcnow
+from .records import (
+    EPOCH_METRICS, FEASIBLE_STATES, EpochRecord, Measurement, SearchRecord, SearchStatus, TrialRecord, TrialStatus,
 )
 
 
@@ -42,25 +43,25 @@ class Store:
 
     # ------------------------------------------------------------------ searches
     def create_search(self, name: str, *, space: str, space_description: dict, config: dict, budget_kind: str,
-                      budget_total: float, budget_text: str, device_kind: str | None = None) -> dict:
+                      budget_total: float, budget_text: str, device_kind: str | None = None) -> SearchRecord:
         with self._write() as s:
             if s.scalar(select(Search.id).where(Search.name == name)) is not None:
                 raise StoreError(f"a search named {name!r} already exists (use --resume {name} to continue it)")
             row = Search(name=name, space=space, space_json=canonical_json(space_description),
                          config_json=canonical_json(config), budget_kind=budget_kind, budget_total=budget_total,
-                         budget_text=budget_text, device_kind=device_kind, status=SEARCH_RUNNING)
+                         budget_text=budget_text, device_kind=device_kind, status=SearchStatus.RUNNING.value)
             s.add(row)
             s.flush()
-            return search_to_dict(row)
+            return search_record(row)
 
-    def get_search(self, name: str) -> dict | None:
+    def get_search(self, name: str) -> SearchRecord | None:
         with self._session() as s:
             row = s.scalar(select(Search).where(Search.name == name))
-            return search_to_dict(row) if row else None
+            return search_record(row) if row else None
 
-    def list_searches(self) -> list[dict]:
+    def list_searches(self) -> list[SearchRecord]:
         with self._session() as s:
-            return [search_to_dict(r) for r in s.scalars(select(Search).order_by(Search.id))]
+            return [search_record(r) for r in s.scalars(select(Search).order_by(Search.id))]
 
     def update_search(self, name: str, **fields: Any) -> None:
         allowed = {"status", "charged", "device_kind", "budget_total", "budget_text"}
@@ -71,7 +72,7 @@ class Store:
             if row is None:
                 raise StoreError(f"unknown search {name!r}")
             for k, v in fields.items():
-                setattr(row, k, v)
+                setattr(row, k, v.value if isinstance(v, SearchStatus) else v)
 
     def charged(self, search_id: int) -> float:
         """Device-hours charged so far: the sum over the search's trials."""
@@ -89,37 +90,35 @@ class Store:
                         arch_json=canonical_json(arch), arch_hash=json_hash(arch),
                         recipe_json=canonical_json(recipe), recipe_hash=json_hash(recipe),
                         model_args_json=canonical_json(model_args) if model_args is not None else None,
-                        seed_name=seed_name, status=RUNNING, devices_held=devices_held, device_kind=device_kind)
+                        seed_name=seed_name, status=TrialStatus.RUNNING.value, devices_held=devices_held, device_kind=device_kind)
             s.add(row)
             s.flush()
             return row.id
 
-    def record_measurement(self, trial_id: int, *, params: int, gmacs: float, uncounted_ops: Iterable[str] = (),
-                           latency_ms: float | None, latency_iqr_ms: float | None = None,
-                           throughput: float | None, throughput_iqr: float | None = None,
-                           protocol: dict | None = None, device_kind: str | None = None,
-                           model_args: dict | None = None, data_config: dict | None = None,
+    def record_measurement(self, trial_id: int, measurement: Measurement, *,
                            device_hours: float | None = None) -> None:
+        m = measurement
         with self._write() as s:
             row = _get_trial(s, trial_id)
             if device_hours is not None:
                 row.device_hours = float(device_hours)
-            row.params, row.gmacs = int(params), float(gmacs)
-            if model_args is not None:
-                row.model_args_json = canonical_json(model_args)
-            if data_config is not None:
-                row.data_config_json = canonical_json(data_config)
-            row.uncounted_ops_json = canonical_json(sorted(uncounted_ops))
-            row.latency_ms, row.latency_iqr_ms = latency_ms, latency_iqr_ms
-            row.throughput, row.throughput_iqr = throughput, throughput_iqr
-            if device_kind:
-                row.device_kind = device_kind
-            if protocol is not None:
-                row.protocol_id = _protocol_id(s, protocol, device_kind or row.device_kind or "unknown")
+            row.params, row.gmacs = int(m.params), float(m.gmacs)
+            if m.model_args is not None:
+                row.model_args_json = canonical_json(m.model_args)
+            if m.data_config is not None:
+                row.data_config_json = canonical_json(m.data_config)
+            row.uncounted_ops_json = canonical_json(sorted(m.uncounted_ops))
+            row.latency_ms, row.latency_iqr_ms = m.latency_ms, m.latency_iqr_ms
+            row.throughput, row.throughput_iqr = m.throughput, m.throughput_iqr
+            if m.device_kind:
+                row.device_kind = m.device_kind
+            if m.protocol is not None:
+                row.protocol_id = _protocol_id(s, m.protocol, m.device_kind or row.device_kind or "unknown")
 
-    def record_epoch(self, trial_id: int, epoch: int, *, device_hours: float | None = None, **metrics: Any) -> None:
-        """Insert or overwrite one epoch's metrics (a resumed trial may report an epoch again);
-        ``device_hours`` updates the trial's running charge in the same transaction."""
+    def record_epoch(self, trial_id: int, epoch: int, metrics: dict[str, Any], *, best_accuracy: float | None,
+                     device_hours: float | None = None) -> None:
+        """Insert or overwrite one epoch's metrics (a resumed trial may report an epoch again), with the
+        trial's best accuracy so far and running charge, in one transaction."""
         values = {k: (float(v) if v is not None else None) for k, v in metrics.items() if k in EPOCH_METRICS}
         with self._write() as s:
             row = s.scalar(select(EpochMetric).where(EpochMetric.trial_id == trial_id, EpochMetric.epoch == epoch))
@@ -132,16 +131,15 @@ class Store:
             if device_hours is not None:
                 trial.device_hours = float(device_hours)
             trial.epochs_done = max(trial.epochs_done or 0, epoch)
-            acc = values.get("val_accuracy")
-            if acc is not None and (trial.accuracy is None or acc > trial.accuracy):
-                trial.accuracy = acc
+            if best_accuracy is not None:
+                trial.accuracy = float(best_accuracy)
 
-    def finish_trial(self, trial_id: int, status: str, *, device_hours: float | None = None,
+    def finish_trial(self, trial_id: int, status: TrialStatus, *, device_hours: float | None = None,
                      accuracy: float | None = None, error: str | None = None,
                      weights_path: str | None = None) -> None:
         with self._write() as s:
             row = _get_trial(s, trial_id)
-            row.status = status
+            row.status = TrialStatus(status).value
             row.finished_at = utcnow()
             if device_hours is not None:
                 row.device_hours = float(device_hours)
@@ -157,10 +155,10 @@ class Store:
             _get_trial(s, trial_id).device_hours = float(device_hours)
 
     def find_reusable(self, arch: dict, recipe: dict, device_kind: str,
-                      accept: Callable[[dict], bool] | None = None) -> dict | None:
+                      accept: Callable[[TrialRecord], bool] | None = None) -> TrialRecord | None:
         """An earlier trained result (any search) for this architecture, recipe and device kind.
 
-        ``accept(trial_dict)`` can narrow the candidates further (e.g. to one measurement protocol).
+        ``accept(trial)`` can narrow the candidates further (e.g. to one measurement protocol).
         """
         with self._session() as s:
             rows = s.scalars(
@@ -169,8 +167,9 @@ class Store:
                        Trial.device_kind == device_kind, Trial.status.in_(FEASIBLE_STATES),
                        Trial.reused_from_id.is_(None))
                 .order_by(Trial.id)).all()
-            rows.sort(key=lambda r: (r.status == COMPLETED, r.epochs_done or 0, -r.id), reverse=True)
-            candidates = (trial_to_dict(r) for r in rows)
+            rows.sort(key=lambda r: (r.status == TrialStatus.COMPLETED.value, r.epochs_done or 0, -r.id),
+                      reverse=True)
+            candidates = (trial_record(r) for r in rows)
             return next((t for t in candidates if accept is None or accept(t)), None)
 
     def record_reuse(self, search_id: int, source_trial_id: int, *, tune_trial_id: str | None = None,
@@ -190,32 +189,33 @@ class Store:
             s.flush()
             return row.id
 
-    def trials(self, search: str | None = None, statuses: Iterable[str] | None = None) -> list[dict]:
+    def trials(self, search: str | None = None, statuses: Iterable[str] | None = None) -> list[TrialRecord]:
         with self._session() as s:
             q = select(Trial).join(Search).order_by(Trial.id)
             if search is not None:
                 q = q.where(Search.name == search)
             if statuses is not None:
-                q = q.where(Trial.status.in_(list(statuses)))
-            return [trial_to_dict(r) for r in s.scalars(q)]
+                q = q.where(Trial.status.in_([str(x) for x in statuses]))
+            return [trial_record(r) for r in s.scalars(q)]
 
-    def trial(self, trial_id: int, *, with_epochs: bool = True) -> dict | None:
+    def trial(self, trial_id: int, *, with_epochs: bool = True) -> TrialRecord | None:
+        """One trial; with its learning curve (a reused row shows the curve of the trial it copies)."""
         with self._session() as s:
             row = s.get(Trial, trial_id)
             if row is None:
                 return None
-            d = trial_to_dict(row)
-            if with_epochs:
-                source = row if row.reused_from_id is None else s.get(Trial, row.reused_from_id)
-                d["epochs"] = [epoch_to_dict(e) for e in (source.epochs if source else [])]
-            return d
+            if not with_epochs:
+                return trial_record(row)
+            source = row if row.reused_from_id is None else s.get(Trial, row.reused_from_id)
+            return trial_record(row, epochs=tuple(epoch_record(e) for e in (source.epochs if source else [])))
 
     def mark_running_as_failed(self, search_id: int, reason: str) -> int:
         """On resume: trials left ``running`` by a killed driver are recorded as failed."""
         with self._write() as s:
-            rows = s.scalars(select(Trial).where(Trial.search_id == search_id, Trial.status == RUNNING)).all()
+            rows = s.scalars(select(Trial).where(Trial.search_id == search_id,
+                                                 Trial.status == TrialStatus.RUNNING.value)).all()
             for r in rows:
-                r.status, r.error, r.finished_at = FAILED, reason, utcnow()
+                r.status, r.error, r.finished_at = TrialStatus.FAILED.value, reason, utcnow()
             return len(rows)
 
 
@@ -277,38 +277,40 @@ def _loads(text: str | None, default: Any = None) -> Any:
         return default
 
 
-def search_to_dict(row: Search) -> dict:
-    return {
-        "id": row.id, "name": row.name, "space": row.space, "space_description": _loads(row.space_json, {}),
-        "config": _loads(row.config_json, {}), "budget_kind": row.budget_kind, "budget_total": row.budget_total,
-        "budget_text": row.budget_text, "charged": row.charged, "status": row.status,
-        "device_kind": row.device_kind,
-        "created_at": row.created_at.isoformat() if row.created_at else None,
-        "updated_at": row.updated_at.isoformat() if row.updated_at else None,
-    }
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
 
 
-def trial_to_dict(row: Trial) -> dict:
-    """The public trial object (CLI ``--json``, dashboard, export)."""
+def search_record(row: Search) -> SearchRecord:
+    status = row.status
+    try:
+        status = SearchStatus(status)
+    except ValueError:
+        pass
+    return SearchRecord(
+        id=row.id, name=row.name, space=row.space, space_description=_loads(row.space_json, {}),
+        config=_loads(row.config_json, {}), budget_kind=row.budget_kind, budget_total=row.budget_total,
+        budget_text=row.budget_text, charged=row.charged, status=status, device_kind=row.device_kind,
+        created_at=_iso(row.created_at), updated_at=_iso(row.updated_at))
+
+
+def trial_record(row: Trial, epochs: tuple[EpochRecord, ...] | None = None) -> TrialRecord:
     protocol = _loads(row.protocol.protocol_json, None) if row.protocol is not None else None
-    return {
-        "id": row.id, "search": row.search.name if row.search is not None else None, "number": row.number,
-        "status": row.status, "arch": _loads(row.arch_json, None), "arch_hash": row.arch_hash,
-        "recipe": _loads(row.recipe_json, None), "recipe_hash": row.recipe_hash,
-        "model_args": _loads(row.model_args_json, None), "data_config": _loads(row.data_config_json, None),
-        "seed_name": row.seed_name,
-        "reused_from": row.reused_from_id, "device_kind": row.device_kind,
-        "accuracy": row.accuracy, "throughput": row.throughput, "throughput_iqr": row.throughput_iqr,
-        "latency_ms": row.latency_ms, "latency_iqr_ms": row.latency_iqr_ms, "params": row.params,
-        "gmacs": row.gmacs, "uncounted_ops": _loads(row.uncounted_ops_json, []), "protocol": protocol,
-        "epochs_done": row.epochs_done, "devices_held": row.devices_held, "device_hours": row.device_hours,
-        "weights_path": row.weights_path, "error": row.error, "tune_trial_id": row.tune_trial_id,
-        "started_at": row.started_at.isoformat() if row.started_at else None,
-        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-    }
+    uncounted = _loads(row.uncounted_ops_json, [])
+    return TrialRecord(
+        id=row.id, search=row.search.name if row.search is not None else None, number=row.number,
+        status=TrialStatus.parse(row.status), arch=_loads(row.arch_json, None), arch_hash=row.arch_hash,
+        recipe=_loads(row.recipe_json, None), recipe_hash=row.recipe_hash,
+        model_args=_loads(row.model_args_json, None), data_config=_loads(row.data_config_json, None),
+        seed_name=row.seed_name, reused_from=row.reused_from_id, device_kind=row.device_kind,
+        accuracy=row.accuracy, throughput=row.throughput, throughput_iqr=row.throughput_iqr,
+        latency_ms=row.latency_ms, latency_iqr_ms=row.latency_iqr_ms, params=row.params, gmacs=row.gmacs,
+        uncounted_ops=tuple(str(op) for op in uncounted) if isinstance(uncounted, list) else (),
+        protocol=protocol, epochs_done=row.epochs_done or 0, devices_held=row.devices_held or 0.0,
+        device_hours=row.device_hours or 0.0, weights_path=row.weights_path, error=row.error,
+        tune_trial_id=row.tune_trial_id, started_at=_iso(row.started_at), finished_at=_iso(row.finished_at),
+        epochs=epochs)
 
 
-def epoch_to_dict(row: EpochMetric) -> dict:
-    return {"epoch": row.epoch, "train_loss": row.train_loss, "val_loss": row.val_loss,
-            "val_accuracy": row.val_accuracy, "lr": row.lr, "images_per_s": row.images_per_s,
-            "elapsed_s": row.elapsed_s}
+def epoch_record(row: EpochMetric) -> EpochRecord:
+    return EpochRecord(epoch=row.epoch, **{k: getattr(row, k) for k in EPOCH_METRICS})

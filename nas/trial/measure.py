@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import platform
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -21,9 +20,11 @@ import torch
 from torch import nn
 
 from backbones.flops import FlopProfile, profile
+from nas.device import device_kind
+from nas.trial.measure_settings import MeasureSettings
 from nas.trial.train import amp_context, resolve_speed_settings
 
-__all__ = ["SpeedResult", "device_kind", "measure_speed", "profile_model"]
+__all__ = ["SpeedResult", "measure_speed", "profile_model"]
 
 
 @dataclass
@@ -35,39 +36,19 @@ class SpeedResult:
     protocol: dict[str, Any]
 
 
-def device_kind(device: torch.device | str) -> str:
-    """Stable name of the hardware a number was measured on (the key under which speeds are reused)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"{device.type}:{_cpu_model_name()} x{torch.get_num_threads()}"
-
-
-def _cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def profile_model(model: nn.Module, img_size: int) -> FlopProfile:
     """Parameters, GMACs and ops without a MAC count for one image of ``img_size``."""
     return profile(model, img_size)
 
 
-def measure_speed(model: nn.Module, img_size: int, device: torch.device | str, *, latency_batch: int = 1,
-                  throughput_batch: int = 32, warmup: int = 10, repeats: int = 30,
+def measure_speed(model: nn.Module, device: torch.device | str, settings: MeasureSettings, *,
                   dtype: torch.dtype | None = None, channels_last: bool | None = None) -> SpeedResult:
-    """Latency at ``latency_batch`` and throughput at ``throughput_batch`` (see module docstring).
+    """Latency and throughput under ``settings`` (resolution, batch sizes, warm-up, repeats; see module docstring).
 
     ``dtype``: autocast dtype; default bf16 on CUDA, none (fp32) on CPU; ``torch.float32`` turns it off.
     """
-    if warmup < 0 or repeats < 1 or latency_batch < 1 or throughput_batch < 1:
-        raise ValueError("measure_speed: need warmup >= 0, repeats >= 1 and batch sizes >= 1")
+    img_size, latency_batch, throughput_batch = settings.target_res, settings.latency_batch, settings.throughput_batch
+    warmup, repeats = settings.warmup, settings.repeats
     device = torch.device(device)
     channels_last, amp_dtype = resolve_speed_settings(device, channels_last, dtype)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -17,8 +17,9 @@ from typing import Any, Callable, Iterable, Protocol
 from ray.tune.search import Searcher
 
 from nas.budget import BudgetTracker
+from nas.search.recorder import Reused
 from nas.strategies import Strategy
-from nas.tune_callback import Reused
+from nas.trial.progress import TrialProgress
 from search_spaces import Architecture
 
 # Consecutive proposals that are all duplicates or reused before the searcher stops asking.
@@ -45,8 +46,7 @@ class StrategySearcher(Searcher):
         for _, arch in self.queue:
             strategy.mark_seen(arch)
         self.live: dict[str, Architecture] = {}
-        self.best: dict[str, float] = {}  # trial id -> best val accuracy reported
-        self.feasible: dict[str, bool] = {}
+        self.progress: dict[str, TrialProgress] = {}
         self.finished = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -72,27 +72,22 @@ class StrategySearcher(Searcher):
                 self.strategy.tell(arch, reused.score)
                 continue
             self.live[trial_id] = arch
+            self.progress[trial_id] = TrialProgress()
             return self.make_config(arch, seed_name)
         return self._finish()
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self._note(trial_id, result)
+        if trial_id in self.progress:
+            self.progress[trial_id].observe(result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         arch = self.live.pop(trial_id, None)
+        progress = self.progress.pop(trial_id, TrialProgress())
         if arch is None:
             return
         if result:
-            self._note(trial_id, result)
-        feasible = self.feasible.pop(trial_id, False)
-        best = self.best.pop(trial_id, None)
-        self.strategy.tell(arch, best if feasible and not error else None)
-
-    def _note(self, trial_id: str, result: dict) -> None:
-        if result.get("phase") == "measure":
-            self.feasible[trial_id] = bool(result.get("feasible"))
-        elif result.get("phase") == "epoch" and result.get("val_accuracy") is not None:
-            self.best[trial_id] = max(self.best.get(trial_id, 0.0), float(result["val_accuracy"]))
+            progress.observe(result)
+        self.strategy.tell(arch, None if error else progress.score)
 
     def _next_proposal(self) -> tuple[str | None, Architecture] | None:
         if self.queue:

@@ -1,14 +1,14 @@
-"""The Ray Tune function trainable: one candidate architecture per trial, wrapping ``run_trial``.
+"""Exclusive speed measurement on shared devices: a cross-process reader/writer lock per device.
 
-Exclusive measurement.  Latency and throughput are only meaningful when nothing else runs on
-the device being timed, yet Tune packs several trials onto one device (``--gpus-per-trial 0.5``
-puts two trials on a GPU; CPU trials share a node).  Every trial therefore takes a per-device
-reader/writer lock, a pair of ``flock`` files in the node's temp dir keyed by the device the
-trial computes on (the GPU's UUID, or ``cpu`` for CPU trials on that node):
+Latency and throughput are only meaningful when nothing else runs on the device being timed,
+yet Tune packs several trials onto one device (``--gpus-per-trial 0.5`` puts two trials on a
+GPU; CPU trials share a node).  Every trial therefore takes a per-device reader/writer lock, a
+pair of ``flock`` files keyed by the device the trial computes on (the GPU's UUID, or ``cpu``
+for CPU trials on that node):
 
 * from its start until its ``measure`` report, a trial holds the lock **exclusively**;
 * while it trains, it holds the lock **shared**, one epoch at a time: it lets go before each
-  ``tune.report`` and takes the lock again (through the gate) before the next epoch.
+  report to Tune and takes the lock again (through the gate) before the next epoch.
 
 A measurement waits for the gate, then for every trainer on its device to end its current
 epoch; trainers queue behind a waiting measurement at the gate.  So no two measurements and no
@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 
@@ -72,43 +72,3 @@ def device_lock_keys(device: torch.device, gpu_ids: list[str]) -> list[str]:
     if uuids and all(uuids):
         return [f"gpu-{u}" for u in uuids]
     return [f"gpu-{g}" for g in gpu_ids]
-
-
-def trial_device(gpu_ids: list[str]) -> torch.device:
-    """CUDA when Ray gave the trial a GPU and CUDA works (not with fake GPUs), else CPU."""
-    if gpu_ids and torch.cuda.is_available():
-        return torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES: index 0 is the trial's GPU
-    return torch.device("cpu")
-
-
-def _more_work_follows(metrics: dict[str, Any], epochs: int) -> bool:
-    if metrics.get("phase") == "measure":
-        return bool(metrics.get("feasible"))
-    return int(metrics.get("epoch", 0)) < epochs
-
-
-def train_candidate(config: dict[str, Any]) -> None:
-    """Tune entry point: measure exclusively, then proxy-train, reporting every phase to Tune."""
-    import ray
-    from ray import tune
-
-    from nas.trial.runner import run_trial
-
-    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-    device = trial_device(gpu_ids)
-    lock = DeviceLock(device_lock_keys(device, gpu_ids), config.get("lock_dir"))
-    epochs = int(config["recipe"]["epochs"])
-
-    def report(metrics: dict[str, Any], weights_dir: str | None) -> None:
-        lock.release()  # measurement or epoch done: never hold the device while Tune decides
-        checkpoint = tune.Checkpoint.from_directory(weights_dir) if weights_dir else None
-        tune.report(dict(metrics), checkpoint=checkpoint)
-        if _more_work_follows(metrics, epochs):
-            lock.acquire_shared()  # the next epoch
-        return None
-
-    lock.acquire_exclusive()
-    try:
-        run_trial(config, report, device=device)
-    finally:
-        lock.close()

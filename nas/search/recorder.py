@@ -1,0 +1,221 @@
+"""Driver-side store writer: a search's trial events become rows in the SQL store, and budget charges.
+
+Tune calls callbacks in the driver process, so the driver is the store's only writer, on one
+machine and on a cluster alike (workers only report metrics and checkpoints).  ``SearchRecorder``
+knows nothing of Ray and is unit-tested with fake events; ``nas.search.callback.StoreCallback``
+only translates Tune's ``Trial`` objects into recorder calls.
+
+Charging: a trial costs its wall time, from the moment Tune starts its actor to its end, times
+the devices it holds (GPUs for a gpu budget, CPUs for a cpu budget; one unit for a trials
+budget).  The running cost is written to the store at every result, so a driver killed with
+SIGKILL leaves the time its trials used on record for ``--resume``.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+from nas.budget import BudgetTracker, device_hours
+from nas.formatting import fmt
+from nas.front import summarise
+from nas.search.report import format_progress
+from nas.store import EPOCH_METRICS, Measurement, SearchRecord, Store, TrialStatus
+from nas.trial.measure_settings import MeasureSettings
+from nas.trial.progress import EPOCH_PHASE, MEASURE_PHASE, TrialProgress
+from nas.trial.recipe import ProxyRecipe
+from nas.trial.runner import WEIGHTS_FILE
+from search_spaces import Architecture
+
+HEARTBEAT_S = 60.0
+
+
+def final_status(progress: TrialProgress, epochs_planned: int) -> TrialStatus:
+    """Store status of a trial that ended without an exception.
+
+    Infeasible: it failed a speed constraint (or never reported a measurement).  Stopped: the
+    scheduler (ASHA) ended it before its last epoch.  Completed: it trained every epoch.
+    """
+    if not progress.feasible:
+        return TrialStatus.INFEASIBLE
+    return TrialStatus.COMPLETED if progress.epochs_done >= epochs_planned else TrialStatus.STOPPED
+
+
+def charged_devices(budget_kind: str, gpus_per_trial: float, cpus_per_trial: float) -> float:
+    """Devices a trial's wall time is multiplied by: GPUs for gpu budgets, CPUs for cpu budgets.
+
+    A trials budget counts trials; its device-hours (for reports) use GPUs when it has any.
+    """
+    if budget_kind == "gpu" or (budget_kind == "trials" and gpus_per_trial > 0):
+        return float(gpus_per_trial)
+    return float(cpus_per_trial)
+
+
+@dataclass(frozen=True)
+class Reused:
+    """A free trial row copying an earlier result; ``score`` None when it is infeasible here."""
+
+    trial_id: int
+    score: float | None
+
+
+@dataclass
+class _Running:
+    store_id: int
+    started: float
+    devices: float
+    progress: TrialProgress = field(default_factory=TrialProgress)
+
+
+class SearchRecorder:
+    """Writes one search's trials to the store and charges the budget; shared by searcher and callback."""
+
+    def __init__(self, store: Store, search: SearchRecord, tracker: BudgetTracker, *, artifacts_dir: Path,
+                 recipe: ProxyRecipe, measure: MeasureSettings, gpus_per_trial: float, cpus_per_trial: float,
+                 device_kind: str | None, out: TextIO | None = sys.stdout,
+                 clock: Callable[[], float] = time.monotonic):
+        self.store = store
+        self.search = search
+        self.tracker = tracker
+        self.weights_dir = Path(artifacts_dir) / search.name
+        self.recipe = recipe
+        self.measure = measure
+        self.devices = charged_devices(tracker.budget.kind, gpus_per_trial, cpus_per_trial)
+        self.device_kind = device_kind
+        self.out = out
+        self.clock = clock
+        self.started_at = clock()
+        self._last_line_at = self.started_at
+        self._running: dict[str, _Running] = {}
+        self.trial_seconds = 0.0  # wall time of this run's trials, summed (for the utilisation report)
+
+    # ---- reuse (called by the searcher before a trial is launched) ----------------------------
+
+    def reuse(self, arch: Architecture, seed_name: str | None) -> Reused | None:
+        """Record a free trial copying an earlier result for ``arch``, or None if there is none.
+
+        A result is reusable when it was trained with this recipe and measured on this device
+        kind with this protocol (resolution and batch sizes); this search's speed constraints
+        are applied to its measurement.
+        """
+        if self.device_kind is None:  # cluster: unknown until the first trial reports its device
+            return None
+        source = self.store.find_reusable(arch.to_dict(), self.recipe.to_dict(), self.device_kind,
+                                          accept=lambda t: self.measure.same_protocol(t.protocol))
+        if source is None:
+            return None
+        trial_id = self.store.record_reuse(self.search.id, source.id, seed_name=seed_name)
+        violation = self.measure.violation(source.latency_ms, source.throughput)
+        if violation is not None:
+            self.store.finish_trial(trial_id, TrialStatus.INFEASIBLE, error=f"reused measurement: {violation}")
+            self._say(f"trial {trial_id} reused trial {source.id}: infeasible here ({violation}): {arch.label()}")
+            return Reused(trial_id, None)
+        self._say(f"trial {trial_id} reused trial {source.id} ({source.status}, acc "
+                  f"{fmt(source.accuracy, '.3f')}): {arch.label()}")
+        return Reused(trial_id, source.accuracy)
+
+    # ---- Tune events ----------------------------------------------------------------------------
+
+    def trial_started(self, tune_id: str, config: dict) -> None:
+        store_id = self.store.start_trial(
+            self.search.id, arch=config["arch"], recipe=config["recipe"], tune_trial_id=tune_id,
+            seed_name=config.get("seed_name"), devices_held=self.devices)
+        self._running[tune_id] = _Running(store_id, self.clock(), self.devices)
+        seed = f" (seed {config['seed_name']})" if config.get("seed_name") else ""
+        self._say(f"trial {store_id} started{seed}: {Architecture.from_dict(config['arch']).label()}")
+
+    def trial_result(self, tune_id: str, result: dict) -> None:
+        trial = self._running.get(tune_id)
+        if trial is None:
+            return
+        hours = device_hours(self.clock() - trial.started, trial.devices)
+        trial.progress.observe(result)
+        if result.get("phase") == MEASURE_PHASE:
+            self._record_measurement(trial, Measurement.from_report(result), hours)
+        elif result.get("phase") == EPOCH_PHASE:
+            self.store.record_epoch(trial.store_id, int(result["epoch"]),
+                                    {k: result.get(k) for k in EPOCH_METRICS},
+                                    best_accuracy=trial.progress.best_accuracy, device_hours=hours)
+        else:
+            self.store.set_device_hours(trial.store_id, hours)
+
+    def trial_completed(self, tune_id: str, checkpoint_dir: str | None) -> TrialStatus | None:
+        """A trial ended without an exception (trained out, stopped by ASHA, or infeasible)."""
+        trial = self._running.pop(tune_id, None)
+        if trial is None:
+            return None
+        status = final_status(trial.progress, self.recipe.epochs)
+        weights = self._keep_weights(trial.store_id, checkpoint_dir) if status != TrialStatus.INFEASIBLE else None
+        wall_s = self._charge(trial)
+        best = trial.progress.best_accuracy
+        self.store.finish_trial(trial.store_id, status, device_hours=device_hours(wall_s, trial.devices),
+                                accuracy=best, weights_path=weights)
+        detail = (f"acc {fmt(best, '.3f')} after {trial.progress.epochs_done} epoch(s)"
+                  if status != TrialStatus.INFEASIBLE else "speed constraint not met")
+        self._say(f"trial {trial.store_id} {status} in {wall_s:.0f}s: {detail}")
+        return status
+
+    def trial_failed(self, tune_id: str, config: dict, message: str) -> None:
+        """A trial raised (or its worker died): recorded failed with its error; its time is charged."""
+        if tune_id not in self._running:  # failed before it started: recorded, charged ~nothing
+            self.trial_started(tune_id, config)
+        trial = self._running.pop(tune_id)
+        wall_s = self._charge(trial)
+        self.store.finish_trial(trial.store_id, TrialStatus.FAILED, device_hours=device_hours(wall_s, trial.devices),
+                                accuracy=trial.progress.best_accuracy, error=message)
+        self._say(f"trial {trial.store_id} failed in {wall_s:.0f}s: {message}")
+
+    def heartbeat(self) -> None:
+        """A progress line when nothing else was printed for a while."""
+        if self.clock() - self._last_line_at >= HEARTBEAT_S:
+            self._say("running")
+
+    # ---- state --------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def progress_line(self, event: str) -> str:
+        stats = summarise(self.store.trials(search=self.search.name))
+        return format_progress(stats, self.clock() - self.started_at, self.tracker.format(), event)
+
+    def finish(self, status) -> None:
+        self.store.update_search(self.search.name, status=status, charged=self.tracker.charged)
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _record_measurement(self, trial: _Running, m: Measurement, hours: float) -> None:
+        self.store.record_measurement(trial.store_id, m, device_hours=hours)
+        if self.device_kind is None and m.device_kind:
+            self.device_kind = m.device_kind
+            self.store.update_search(self.search.name, device_kind=self.device_kind)
+        verdict = "" if m.feasible else f", infeasible ({m.violation})"
+        self._say(f"trial {trial.store_id} measured: {fmt(m.throughput, '.4g')} img/s, "
+                  f"{fmt(m.latency_ms, '.3g')} ms, {fmt(m.params, '.2f', 1e-6)}M params, "
+                  f"{fmt(m.gmacs, '.3g')} GMACs{verdict}")
+
+    def _charge(self, trial: _Running) -> float:
+        wall_s = max(self.clock() - trial.started, 0.0)
+        self.trial_seconds += wall_s
+        self.tracker.charge_trial(wall_s, trial.devices)
+        self.store.update_search(self.search.name, charged=self.tracker.charged)
+        return wall_s
+
+    def _keep_weights(self, store_id: int, checkpoint_dir: str | None) -> str | None:
+        """Copy the last checkpoint's weights to ``ARTIFACTS/<search>/<trial id>.safetensors``."""
+        source = Path(checkpoint_dir) / WEIGHTS_FILE if checkpoint_dir else None
+        if source is None or not source.is_file():
+            return None
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        target = self.weights_dir / f"{store_id}.safetensors"
+        shutil.copyfile(source, target)
+        return str(target.resolve())
+
+    def _say(self, event: str) -> None:
+        self._last_line_at = self.clock()
+        if self.out is not None:
+            print(self.progress_line(event), file=self.out, flush=True)
