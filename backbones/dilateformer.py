@@ -31,8 +31,6 @@ Deviations from the official code, all deliberate:
 - ``checkpoint_filter_fn`` converts official checkpoints (``{"model": state_dict}``); load one
   with ``pretrained=True, pretrained_cfg_overlay=dict(file=PATH)``.
 """
-from __future__ import annotations
-
 import re
 from collections import OrderedDict
 from typing import Any, Sequence

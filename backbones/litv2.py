@@ -37,8 +37,6 @@ Deviations from the official code, all deliberate:
 - ``checkpoint_filter_fn`` converts official checkpoints (``{"model": state_dict}``) to this
   layout; load one with ``pretrained=True, pretrained_cfg_overlay=dict(file=PATH)``.
 """
-from __future__ import annotations
-
 import math
 import re
 from typing import Any, Sequence
@@ -83,11 +81,12 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, in_chans: int, dim: int):
         super().__init__()
+        self.patch_size = PATCH_SIZE
         self.proj = nn.Conv2d(in_chans, dim, kernel_size=PATCH_SIZE, stride=PATCH_SIZE)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(pad_to_multiple(x, PATCH_SIZE))
+        x = self.proj(pad_to_multiple(x, self.patch_size))
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
@@ -223,7 +222,6 @@ _OFFICIAL_RENAMES: tuple[tuple[str, str], ...] = (
     (r"^patch_embed\.", "stem."),
     (r"^layers\.(\d+)\.blocks\.", r"stages.\1.blocks."),
     (r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv."),
-    (r"^norm\.", "norm."),
     (r"^head\.", "head.fc."),
 )
 _OFFICIAL_DOWNSAMPLE = re.compile(r"^layers\.(\d+)\.downsample\.(dconv\.conv_offset|dconv|norm_layer)\.(.+)$")

@@ -11,8 +11,6 @@ returns NCHW.  Both papers downsample at the *end* of stages 1-3; here that down
 *start* of stages 2-4 (same computation, parameters move to the next stage) so that every stage
 output has stride 4, 8, 16, 32, as ``features_only`` users expect.
 """
-from __future__ import annotations
-
 from typing import Any, Sequence
 
 import torch
@@ -55,9 +53,6 @@ class Stage(nn.Module):
 
 class StagedBackbone(nn.Module):
     """Base class: subclasses build ``self.stem`` and ``self.stages`` then call ``_finish``."""
-
-    stem: nn.Module
-    stages: nn.Sequential
 
     def _finish(self, dims: Sequence[int], num_classes: int, global_pool: str, drop_rate: float,
                 norm_eps: float) -> None:
