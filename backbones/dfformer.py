@@ -20,7 +20,8 @@ cdfformer_*    as above                          sepconv, sepconv, DF, DF       
 (parameters at 224x224 and 1000 classes; the filter grids, hence the count, follow ``img_size``).
 Mixer hyperparameters are the official defaults (K=4 filters, expansion 2, routing ratio 0.25,
 7x7 separable conv).  Residual scaling in stages 3-4, the MLP head (ratio 4, head dropout =
-``drop_rate``) and drop path 0 by default are the official ``MetaFormer`` defaults; the official
+``drop_rate``, its LayerNorm with eps 1e-5 where timm's MetaFormer port has 1e-6) and drop path 0
+by default are the official ``MetaFormer`` defaults; the official
 recipe trains S18 with ``drop_path_rate=0.2`` (its README), passed at creation as for any timm model.
 Pretrained-config values (bicubic, crop 1.0, ImageNet mean/std) are the official ones; no weights
 are downloaded: ``url`` is empty.  An official checkpoint file loads through
@@ -52,7 +53,7 @@ _MIXERS: dict[str, list[str]] = {
 }
 # Every registered name -> the hybrid_metaformer architecture it fixes.
 DFFORMER_ARCHS: dict[str, dict[str, Any]] = {
-    f"{family}_{size}": dict(mixers=mixers, **arch)
+    f"{family}_{size}": dict(mixers=mixers, **arch, head_norm_eps=1e-5)
     for family, mixers in _MIXERS.items() for size, arch in _SIZES.items()
 }
 

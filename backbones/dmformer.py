@@ -8,7 +8,8 @@ block followed by an MLP.  Every other choice is ours:
 
 - Skeleton: ``hybrid_metaformer`` (sail-sg MetaFormer: 7x7/stride-4 conv stem, 3x3/stride-2
   downsampling, bias-free LayerNorm pre-norm, StarReLU MLP of ratio 4, residual scaling in
-  stages 3-4, MLP head), so that DMFormer, DFFormer and CAFormer differ only in the mixer.  A
+  stages 3-4, MLP head with the official MetaFormer's LayerNorm eps 1e-5, as the DFFormer models),
+  so that DMFormer and DFFormer differ only in the mixer.  A
   secondary reading note mentions a stem of 7x7/s2 -> 3x3/s1 -> 2x2/s2 convs; with low confidence
   and no widths for it, it is not used.
 - Sizes: the MetaFormer S18/S36/M36/B36 depths and widths (the names say so).  The paper's
@@ -43,7 +44,7 @@ _SIZES: dict[str, dict[str, list[int]]] = {
     "b36": dict(depths=[3, 12, 18, 3], dims=[128, 256, 512, 768]),
 }
 DMFORMER_ARCHS: dict[str, dict[str, Any]] = {
-    f"dmformer_{size}": dict(mixers=["dma"] * 4, **arch) for size, arch in _SIZES.items()
+    f"dmformer_{size}": dict(mixers=["dma"] * 4, **arch, head_norm_eps=1e-5) for size, arch in _SIZES.items()
 }
 
 default_cfgs = generate_default_cfgs({name: metaformer_cfg(

@@ -17,7 +17,8 @@ from backbones.hybrid_metaformer import HybridMetaFormer, stage_input_sizes
 
 __all__ = ["ARCH_KEYS", "metaformer_cfg", "create_named_metaformer", "register_named_metaformers"]
 
-ARCH_KEYS: frozenset[str] = frozenset({"mixers", "depths", "dims", "mixer_kwargs"})
+# Arguments a name fixes (the caller may not override them).
+ARCH_KEYS: frozenset[str] = frozenset({"mixers", "depths", "dims", "mixer_kwargs", "head_norm_eps"})
 
 FilterFn = Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]]
 
