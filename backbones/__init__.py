@@ -7,5 +7,10 @@ work afterwards (timm has no plugin entry points: the registering module must be
 """
 from backbones.flops import FlopProfile, profile
 from backbones.hybrid_metaformer import DEFAULT_ARCH, HybridMetaFormer, stage_input_sizes
+import backbones.dfformer  # noqa: F401  (registers dfformer_* / cdfformer_*)
+import backbones.dmformer  # noqa: F401  (registers dmformer_*, unverified reconstruction)
+import backbones.dynamixer_net  # noqa: F401  (registers dynamixer_s/m/l)
+import backbones.litv2  # noqa: F401  (registers litv2_s/m/b)
+import backbones.dilateformer  # noqa: F401  (registers dilateformer_tiny/small/base)
 
 __all__ = ["DEFAULT_ARCH", "FlopProfile", "HybridMetaFormer", "profile", "stage_input_sizes"]

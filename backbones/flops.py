@@ -37,6 +37,9 @@ fvcore's weaknesses and what this module does about them:
                                 filter's spectrum x filter product); real element-wise: 0
   avg_pool2d                    ``numel(output) * kernel area``
   upsample_bicubic2d            16 per output element (4x4 taps; fvcore counts bilinear as 4)
+  torchvision::deform_conv2d    the convolution (``numel(output) * C_in / groups * kh * kw``) plus
+                                4 per bilinearly sampled input value (``B * C_in * kh * kw * oh * ow``),
+                                +1 per sample with a modulation mask (fvcore's bilinear convention)
   im2col (``nn.Unfold``)        0, deliberately: a copy.  The MACs of what consumes the patches
                                 (matmul/einsum) are counted there.
   ============================  =====================================================================
@@ -209,6 +212,16 @@ def _mul_macs(inputs: list, outputs: list) -> int:
     return 0
 
 
+def _deform_conv2d_macs(inputs: list, outputs: list) -> int:
+    """``torchvision::deform_conv2d(input, weight, offset, mask, bias, ..., use_mask)``."""
+    batch, in_chans, _, _ = get_shape(inputs[0])
+    out_chans, in_per_group, kh, kw = get_shape(inputs[1])
+    out_h, out_w = get_shape(outputs[0])[-2:]
+    samples = batch * in_chans * kh * kw * out_h * out_w
+    per_sample = 5 if _constant(inputs[13]) else 4
+    return batch * out_chans * out_h * out_w * in_per_group * kh * kw + per_sample * samples
+
+
 def _avg_pool2d_macs(inputs: list, outputs: list) -> int:
     kernel = _constant(inputs[1])
     kh, kw = (kernel * 2)[:2] if len(kernel) == 1 else kernel
@@ -230,6 +243,7 @@ _HANDLES: dict[str, Any] = {
     "aten::mul": _mul_macs,
     "aten::mul_": _mul_macs,
     "aten::avg_pool2d": _avg_pool2d_macs,
+    "torchvision::deform_conv2d": _deform_conv2d_macs,
     "aten::upsample_bicubic2d": elementwise_flop_counter(0, 16),
     "aten::im2col": None,
     **{op: None for op in DELIBERATELY_IGNORED},

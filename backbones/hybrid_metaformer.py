@@ -20,12 +20,13 @@ The architecture is fully described by JSON-serialisable kwargs (``mixers``, ``d
 """
 
 from collections import OrderedDict
+from functools import partial
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, LayerNorm2d, Mlp, SelectAdaptivePool2d, trunc_normal_
+from timm.layers import DropPath, LayerNorm, LayerNorm2d, Mlp, SelectAdaptivePool2d, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
@@ -136,6 +137,7 @@ class HybridMetaFormer(nn.Module):
         layer_scale_init_values: float | Sequence[float | None] | None = None,
         res_scale_init_values: Sequence[float | None] = (None, None, 1.0, 1.0),
         head_mlp_ratio: float = 4.0,
+        head_norm_eps: float = 1e-6,
         **kwargs: Any,
     ):
         super().__init__()
@@ -161,6 +163,9 @@ class HybridMetaFormer(nn.Module):
         self.num_features = self.head_hidden_size = dims[-1]
         self.drop_rate = drop_rate
         self.head_mlp_ratio = head_mlp_ratio
+        # eps of the LayerNorm inside the MLP head: 1e-6 as timm's MetaFormer port, 1e-5 in sail-sg's and
+        # DFFormer's official code (torch's nn.LayerNorm default); the named DFFormer models pass 1e-5.
+        self.head_norm_eps = head_norm_eps
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(int(s) for s in img_size)
         self.stage_sizes = stage_input_sizes(self.img_size, num_stages)
 
@@ -190,7 +195,8 @@ class HybridMetaFormer(nn.Module):
     def _make_classifier(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:
             return nn.Identity()
-        return MlpHead(self.num_features, num_classes, mlp_ratio=self.head_mlp_ratio, drop_rate=self.drop_rate)
+        return MlpHead(self.num_features, num_classes, mlp_ratio=self.head_mlp_ratio, drop_rate=self.drop_rate,
+                       norm_layer=partial(LayerNorm, eps=self.head_norm_eps))
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:

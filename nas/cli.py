@@ -28,9 +28,22 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}{hint}; see `{self.prog} --help`\n")
 
 
+def _package_version() -> str:
+    """The installed distribution's version; ``nas.__version__`` when run from a tree that is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mixer-nas")
+    except PackageNotFoundError:
+        import nas
+
+        return nas.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrorParser(
         prog="nas", description="Hardware-aware NAS over per-stage token mixers in MetaFormer backbones.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _COMMANDS:

@@ -89,17 +89,21 @@ def _load_digits(img_size: int, *, seed: int, subset: int | None, val_fraction: 
 
 
 def _load_cifar(spec: str, root: Path, img_size: int, *, download: bool) -> DatasetSplit:
+    """Unpack (or, with ``download``, fetch) through ``nas.trial.download``; torchvision only reads the files."""
     from torchvision.datasets import CIFAR10, CIFAR100
 
+    from nas.trial.download import CIFAR_ARCHIVES, manual_layout, prepare_cifar
+
+    prepare_cifar(spec, root, download=download)
     dataset_class, num_classes = (CIFAR10, 10) if spec == "cifar10" else (CIFAR100, 100)
     train_tf, val_tf = _image_transforms(img_size, _CIFAR_MEAN, _CIFAR_STD)
     try:
-        train = dataset_class(str(root), train=True, transform=train_tf, download=download)
-        val = dataset_class(str(root), train=False, transform=val_tf, download=download)
+        train = dataset_class(str(root), train=True, transform=train_tf, download=False)
+        val = dataset_class(str(root), train=False, transform=val_tf, download=False)
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted..."
         raise ValueError(
-            f"{spec} not found under {root}; pass --download to fetch it, or --data-dir pointing "
-            f"at a directory that holds it") from exc
+            f"{spec} not found or corrupted under {root}; pass --download to fetch it, "
+            f"or {manual_layout(CIFAR_ARCHIVES[spec], root)}") from exc
     return DatasetSplit(train=train, val=val, num_classes=num_classes,
                         mean=_CIFAR_MEAN, std=_CIFAR_STD, name=spec)
 
