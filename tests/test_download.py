@@ -375,7 +375,6 @@ def test_version_falls_back_to_the_package_attribute(capsys, monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without GPUs")
-@pytest.mark.xfail(strict=True, reason="driver ordering: fixed in the restructuring")
 def test_gpu_budget_without_gpus_is_refused_before_downloading(tmp_path, point_at, server, capsys):
     from nas.cli import main
 
