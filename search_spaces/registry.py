@@ -16,6 +16,7 @@ __all__ = ["SPACE_NAMES", "get_space"]
 _BUILTIN_FILES = {
     "hybrid_metaformer": "hybrid_metaformer.yaml",
     "hybrid_metaformer_tiny": "hybrid_metaformer_tiny.yaml",
+    "mixerbench": "mixerbench.yaml",
 }
 SPACE_NAMES: tuple[str, ...] = tuple(_BUILTIN_FILES)
 _FILE_SUFFIXES = (".yaml", ".yml", ".json")
