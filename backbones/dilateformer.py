@@ -27,8 +27,8 @@ Deviations from the official code, all deliberate:
   (same map, same initialisation; ``checkpoint_filter_fn`` drops the 1x1 of official weights) and
   never materialises unfolded keys and values (see ``mixers.msda``).
 - Nothing is written in place.  The official MSDA writes each dilation group's output into a view
-  of its own input, which the qkv conv saved for backward: float32 training fails there with an
-  autograd version error (mixed precision hides it, the conv then saves a cast copy).
+  of its own input; with PyTorch 2.14 on CPU its backward then fails with an autograd version
+  error (float32, and bfloat16 autocast too).
 - Stochastic depth defaults to 0 (timm convention); the official default is 0.1.
   ``qk_scale``, ``attn_drop``/``drop`` (all unset by the official models) are not exposed.
 - ``checkpoint_filter_fn`` converts official checkpoints (``{"model": state_dict}``); load one
