@@ -168,15 +168,13 @@ def trial_dirname(trial: Any) -> str:
 
 def _tuner(prepared: PreparedSearch, searcher: Any, recorder: SearchRecorder, max_concurrent: int, tune_dir: Path):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from nas.search.callback import StoreCallback
+    from nas.search.scheduler import create_scheduler
     from nas.search.trainable import train_candidate
 
     settings, resources = prepared.settings, prepared.resources
-    scheduler = (ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max",
-                               max_t=settings.recipe.epochs, grace_period=1, reduction_factor=3)
-                 if settings.asha else FIFOScheduler())
+    scheduler = create_scheduler(settings.asha, settings.recipe.epochs)
     run_name = f"run-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
     return tune.Tuner(
         tune.with_resources(train_candidate, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}),
