@@ -113,8 +113,8 @@ def test_tell_rejects_scores_that_are_not_finite_numbers(score):
 
 
 def test_create_strategy_names_and_errors():
-    assert STRATEGY_NAMES == ("random", "evolution", "nni-tpe", "nni-evolution")
-    with pytest.raises(ValueError, match=r"unknown strategy 'bayes'; choices: random, evolution, nni-tpe, "
+    assert STRATEGY_NAMES == ("random", "evolution", "grid", "nni-tpe", "nni-evolution")
+    with pytest.raises(ValueError, match=r"unknown strategy 'bayes'; choices: random, evolution, grid, nni-tpe, "
                                          r"nni-evolution"):
         create_strategy("bayes", four_arch_space())
     with pytest.raises(ValueError, match=r"strategy 'evolution': unknown option\(s\) \['pop'\]; accepted: "

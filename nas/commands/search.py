@@ -15,10 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "briefly on a proxy task, and everything is recorded in the SQL store. Trials that an earlier "
                     "search already ran with the same recipe on the same device kind are reused, not re-run.")
     what = p.add_argument_group("what to search")
-    what.add_argument("--space", help="search space name (hybrid_metaformer, hybrid_metaformer_tiny) or a "
-                                      ".yaml/.json file")
+    what.add_argument("--space", help="search space name (hybrid_metaformer, hybrid_metaformer_tiny, mixerbench) "
+                                      "or a .yaml/.json file")
     what.add_argument("--budget", help="device time or trial count: 64gpu-h, 90gpu-min, 10cpu-min, 40trials")
-    what.add_argument("--strategy", help="random, evolution (default), nni-tpe or nni-evolution")
+    what.add_argument("--strategy", help="random, evolution (default), grid (every architecture once), nni-tpe "
+                                         "or nni-evolution")
     what.add_argument("--seed", type=int, help="seed of the strategy and of proxy training (default 0)")
     what.add_argument("--asha", dest="asha", action="store_true", default=None,
                       help="stop weak trials early with ASHA on validation accuracy (default)")
@@ -61,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                         "stored settings; --budget may raise its budget")
     store.add_argument("--artifacts", help="directory for trained weights (default: beside the SQLite DB, "
                                            "e.g. nas_artifacts/)")
+    store.add_argument("--max-consecutive-failures", type=int, metavar="N",
+                       help="stop the search (resumable) after N trials in a row fail with the same error, "
+                            "e.g. unreadable images (default 5; 0 never stops)")
     store.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.set_defaults(func=run)
 
@@ -69,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
     from nas.search import SearchRequest, format_summary, prepare_search, run_search
 
     prepared = prepare_search(SearchRequest.from_args(args))
-    summary = run_search(prepared, out=None if args.quiet else sys.stdout)
     db_flag = "" if args.db == DEFAULT_URL else f" --db {args.db}"
-    print(format_summary(summary, resume_hint=f"nas search --resume {summary.name}{db_flag}"))
+    resume_hint = f"nas search --resume {prepared.name}{db_flag}"
+    try:
+        summary = run_search(prepared, out=None if args.quiet else sys.stdout)
+    except KeyboardInterrupt:  # a second Ctrl+C/SIGTERM, or one outside the Tune run: still recorded
+        print(f"search {prepared.name!r} interrupted; continue with: {resume_hint}", file=sys.stderr)
+        return 130
+    print(format_summary(summary, resume_hint=resume_hint))
     return 0 if summary.status == "finished" else 1

@@ -1,6 +1,7 @@
 """Search strategies behind one ask/tell interface (``Strategy``), created by name.
 
-``random`` and ``evolution`` are built in; ``nni-tpe`` and ``nni-evolution`` wrap NNI's tuners
+``random``, ``evolution`` and ``grid`` (every architecture once, for exhaustive tables) are
+built in; ``nni-tpe`` and ``nni-evolution`` wrap NNI's tuners
 and need the optional ``nni`` extra.
 """
 from __future__ import annotations
@@ -11,13 +12,14 @@ from search_spaces import SearchSpace
 
 from nas.strategies.base import Strategy
 from nas.strategies.evolution import RegularizedEvolution
+from nas.strategies.grid import GridSearch
 from nas.strategies.nni_adapter import NniEvolution, NniTpe
 from nas.strategies.random_search import RandomSearch
 
 __all__ = ["Strategy", "STRATEGY_NAMES", "create_strategy"]
 
 _STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NniTpe, NniEvolution)
+    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, GridSearch, NniTpe, NniEvolution)
 }
 STRATEGY_NAMES: tuple[str, ...] = tuple(_STRATEGIES)
 
