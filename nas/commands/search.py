@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from nas.store import DEFAULT_URL
+from nas.store.engine import display_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                         "stored settings; --budget may raise its budget")
     store.add_argument("--artifacts", help="directory for trained weights (default: beside the SQLite DB, "
                                            "e.g. nas_artifacts/)")
+    store.add_argument("--max-consecutive-failures", type=int, metavar="N",
+                       help="stop the search (resumable) after N trials in a row fail with the same error, "
+                            "e.g. unreadable images (default 5; 0 never stops)")
     store.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.set_defaults(func=run)
 
@@ -70,7 +75,12 @@ def run(args: argparse.Namespace) -> int:
     from nas.search import SearchRequest, format_summary, prepare_search, run_search
 
     prepared = prepare_search(SearchRequest.from_args(args))
-    summary = run_search(prepared, out=None if args.quiet else sys.stdout)
-    db_flag = "" if args.db == DEFAULT_URL else f" --db {args.db}"
-    print(format_summary(summary, resume_hint=f"nas search --resume {summary.name}{db_flag}"))
+    db_flag = "" if args.db == DEFAULT_URL else f" --db {shlex.quote(display_url(args.db))}"  # never a password
+    resume_hint = f"nas search --resume {prepared.name}{db_flag}"
+    try:
+        summary = run_search(prepared, out=None if args.quiet else sys.stdout)
+    except KeyboardInterrupt:  # a second Ctrl+C/SIGTERM, or one outside the Tune run: still recorded
+        print(f"search {prepared.name!r} interrupted; continue with: {resume_hint}", file=sys.stderr)
+        return 130
+    print(format_summary(summary, resume_hint=resume_hint))
     return 0 if summary.status == "finished" else 1

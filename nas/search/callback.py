@@ -56,6 +56,24 @@ class StoreCallback(tune.Callback):
         self.recorder.heartbeat()
 
 
+class RecorderStopper(tune.Stopper):
+    """Ends the whole Tune run once the recorder says the search must stop (a failure streak, a
+    lost lease); trials in flight are then recorded interrupted by ``SearchRecorder.finish``."""
+
+    def __init__(self, recorder: SearchRecorder):
+        self.recorder = recorder
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # see StoreCallback.__getstate__
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        recorder = getattr(self, "recorder", None)
+        return recorder is not None and recorder.stop_reason is not None
+
+
 def _trial_error(trial: Any) -> BaseException | str | None:
     """The exception a trial raised: Tune's pickled copy if it has one, else its error text."""
     from ray import cloudpickle

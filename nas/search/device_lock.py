@@ -15,27 +15,61 @@ epoch; trainers queue behind a waiting measurement at the gate.  So no two measu
 measurement and training ever overlap on one device, and a measurement waits at most one epoch
 of each neighbour.  The locks live in the trial process and die with it (killed, stopped by
 ASHA, crashed), so they cannot leak.  Trials holding whole GPUs never contend.
+
+The lock files live in a directory per user, ``$TMPDIR/mixer-nas-device-locks-<uid>`` (mode
+0700), or in ``$MIXER_NAS_LOCK_DIR``; a directory owned by another user, or writable by
+others, is refused, so users sharing a machine neither block nor spoof each other's locks.
 """
 from __future__ import annotations
 
 import fcntl
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
+from nas.errors import UsageError
+
 LOCK_DIR_NAME = "mixer-nas-device-locks"
+LOCK_DIR_ENV = "MIXER_NAS_LOCK_DIR"
+
+
+def lock_dir(configured: str | os.PathLike[str] | None = None) -> Path:
+    """This user's lock directory (created 0700); UsageError if it belongs to someone else.
+
+    ``configured`` (or else ``$MIXER_NAS_LOCK_DIR``) overrides the default
+    ``<tempdir>/mixer-nas-device-locks-<uid>``.
+    """
+    chosen = configured if configured is not None else os.environ.get(LOCK_DIR_ENV) or None
+    root = Path(chosen).expanduser() if chosen is not None else \
+        Path(tempfile.gettempdir()) / f"{LOCK_DIR_NAME}-{os.getuid()}"
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = root.lstat()
+    except OSError as exc:
+        raise UsageError(f"device lock directory {str(root)!r} cannot be created ({exc.strerror or exc}); "
+                         f"set {LOCK_DIR_ENV} to a directory of yours") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"device lock directory {str(root)!r} is not a directory (a symlink or a file); "
+                         f"remove it or set {LOCK_DIR_ENV}")
+    if info.st_uid != os.getuid():
+        raise UsageError(f"device lock directory {str(root)!r} belongs to uid {info.st_uid}, not to you "
+                         f"(uid {os.getuid()}); remove it or set {LOCK_DIR_ENV} to a directory of yours")
+    if info.st_mode & 0o022:  # others could plant or swap lock files
+        raise UsageError(f"device lock directory {str(root)!r} is writable by other users "
+                         f"(mode {stat.S_IMODE(info.st_mode):o}); chmod 700 it or set {LOCK_DIR_ENV}")
+    return root
 
 
 class DeviceLock:
     """A cross-process reader/writer lock per device key, fair to writers (gate + lock files)."""
 
-    def __init__(self, keys: Iterable[str], lock_dir: str | os.PathLike[str] | None = None):
-        root = Path(lock_dir) if lock_dir is not None else Path(tempfile.gettempdir()) / LOCK_DIR_NAME
-        root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, keys: Iterable[str], lock_dir_path: str | os.PathLike[str] | None = None):
+        root = lock_dir(lock_dir_path)
         names = sorted({re.sub(r"[^A-Za-z0-9_.-]", "_", k) for k in keys})  # sorted: one global order
         self._files = [(open(root / f"{n}.gate", "a+b"), open(root / f"{n}.lock", "a+b")) for n in names]
 

@@ -10,16 +10,19 @@ import dataclasses
 import datetime as dt
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from nas.budget import Budget, parse_budget
 from nas.device import local_gpu_count
 from nas.errors import UsageError
+from nas.search.device_lock import lock_dir
+from nas.search.ownership import lease_is_stale
+from nas.search.paths import check_search_name, search_dir, tune_dir
 from nas.search.ray_session import check_address, ray_already_running
 from nas.search.settings import DEFAULT_SEED, DEFAULT_STRATEGY, Resources, SearchRequest, SearchSettings
 from nas.store import Store, StoreError, make_engine, normalise_url, open_store
+from nas.store.leases import busy
 from nas.store.engine import sqlite_path
 from nas.strategies import create_strategy
 from nas.trial.datasets import load_dataset
@@ -27,7 +30,8 @@ from nas.trial.measure_settings import MeasureSettings
 from nas.trial.recipe import ProxyRecipe
 from search_spaces import SearchSpace, get_space
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# A search stops (interrupted, resumable) after this many trials in a row failed with the same error.
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class PreparedSearch:
     address: str | None
     db_url: str
     artifacts_dir: Path
+    max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES  # 0: never stop for failures
 
     def stored_config(self) -> dict:
         return {**self.settings.to_config(), **self.resources.to_config()}
@@ -62,8 +67,12 @@ def prepare_search(request: SearchRequest) -> PreparedSearch:
         if store is not None:
             store.close()
     _check_writable_dir(prepared.artifacts_dir, "--artifacts")
+    search_dir(prepared.artifacts_dir, prepared.name)  # inside --artifacts, even through symlinks
+    tune_dir(prepared.artifacts_dir, prepared.name)
     if prepared.address is not None:
         check_address(prepared.address)
+    else:
+        lock_dir()  # local trials lock devices in this user's lock directory: refuse a foreign one now
     recipe = prepared.settings.recipe
     load_dataset(recipe.dataset, recipe.img_size, seed=recipe.seed, subset=recipe.subset,
                  val_fraction=recipe.val_fraction, data_dir=prepared.resources.data_dir,
@@ -106,6 +115,10 @@ def _prepare_resume(request: SearchRequest, store: Store | None, db_url: str) ->
     if search is None:
         known = ", ".join(s.name for s in store.list_searches()) if store is not None else ""
         raise UsageError(f"no search named {name!r} in {db_url}" + (f" (known: {known})" if known else ""))
+    check_search_name(search.name)  # a name read from the store is checked like one from the CLI
+    lease = store.search_lease(name)
+    if lease is not None and not lease_is_stale(lease):
+        raise busy(name, lease)
     settings = SearchSettings.from_config(search.config)
     space = get_space(settings.space)
     space.seeds()
@@ -143,16 +156,13 @@ def _finish(request: SearchRequest, *, name: str, resume: bool, space: SearchSpa
     data_dir = str(Path(request.data_dir).expanduser().resolve()) if request.data_dir else None
     resources = Resources(gpus_per_trial=gpus, cpus_per_trial=cpus, max_concurrent=request.max_concurrent,
                           data_dir=data_dir)
+    failures = DEFAULT_MAX_CONSECUTIVE_FAILURES if request.max_consecutive_failures is None \
+        else request.max_consecutive_failures
+    if failures < 0:
+        raise UsageError(f"--max-consecutive-failures must be >= 0 (0 never stops), got {failures}")
     return PreparedSearch(name=name, resume=resume, space=space, settings=settings, budget=budget,
                           resources=resources, address=request.address, db_url=db_url,
-                          artifacts_dir=artifacts.expanduser().resolve())
-
-
-def check_search_name(name: str) -> None:
-    """Search names become directory names: letters, digits, '.', '_', '-' only."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise UsageError(f"search name {name!r} must be 1-100 letters, digits, '.', '_' or '-' "
-                         f"(starting with a letter or digit)")
+                          artifacts_dir=artifacts.expanduser().resolve(), max_consecutive_failures=failures)
 
 
 def _gpus_per_trial(request: SearchRequest, budget: Budget) -> float:

@@ -4,6 +4,11 @@ Ray: a local instance by default (loopback only, no dashboard, no usage stats); 
 HOST:PORT`` (or ``auto``) attaches to a running cluster from a node of that cluster.  Ray
 Client addresses (``ray://``) are refused: under Ray Client, Tune runs its loop, and so the
 store-writing callback, on the head node instead of in this process.
+
+A local instance we start dies with the driver: Ray itself only kills the processes it started
+directly when the driver is SIGKILLed (``PR_SET_PDEATHSIG``); a watchdog process
+(``nas.search.ray_watchdog``) kills the rest (agents, workers) at once instead of letting them
+linger for tens of seconds.  An attached cluster is never touched.
 """
 from __future__ import annotations
 
@@ -12,9 +17,12 @@ import math
 import os
 import re
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nas.device import local_cpu_count, local_gpu_count
@@ -134,19 +142,65 @@ def _last_ray_complaint(held: Any) -> str:
 
 
 
-def connect_ray(address: str | None) -> bool:
-    """Start a local Ray instance, or attach; returns whether we started it (so we stop it)."""
+@dataclass
+class RaySession:
+    """How this driver holds Ray: whether it connected (so it disconnects), and the watchdog of a
+    local instance it started."""
+
+    connected: bool
+    watchdog: subprocess.Popen | None = None
+
+
+def connect_ray(address: str | None) -> RaySession:
+    """Start a local Ray instance (with its watchdog), or attach; ``disconnect_ray`` undoes it."""
     import ray
 
     if ray.is_initialized():  # an embedding program (or the test session) already runs one
-        return False
+        return RaySession(connected=False)
     common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
         ray.init(address="local", num_cpus=local_cpu_count(), num_gpus=local_gpu_count(),
                  object_store_memory=OBJECT_STORE_BYTES, **common)
-        return True
+        return RaySession(connected=True, watchdog=_start_watchdog())
     _attach(address, common)
-    return True
+    return RaySession(connected=True)
+
+
+def disconnect_ray(session: RaySession) -> None:
+    """Stop the local instance (or leave the cluster); the watchdog then sweeps any straggler and exits."""
+    import ray
+
+    if session.connected:
+        ray.shutdown()
+    if session.watchdog is not None:
+        session.watchdog.stdin.close()  # end-of-file: the same signal a dying driver gives
+        try:
+            session.watchdog.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _local_ray_pids() -> list[int]:
+    """Pids of the processes ``ray.init`` started here (GCS, raylet, monitors); [] if Ray hides them."""
+    import ray
+
+    node = getattr(getattr(ray, "_private", None), "worker", None)
+    node = getattr(node, "_global_node", None)
+    try:
+        return [info.process.pid for infos in node.all_processes.values() for info in infos]
+    except AttributeError:  # a Ray version without this (private) registry: no watchdog
+        return []
+
+
+def _start_watchdog() -> subprocess.Popen | None:
+    """The watchdog of a local instance (Linux only: it reads /proc); None where it cannot run."""
+    roots = _local_ray_pids()
+    if not roots or not sys.platform.startswith("linux"):
+        return None
+    script = Path(__file__).with_name("ray_watchdog.py")
+    return subprocess.Popen([sys.executable, str(script), *map(str, roots)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            close_fds=True)
 
 
 def trials_that_fit(gpus: float, cpus: float, max_concurrent: int | None) -> int:

@@ -9,9 +9,17 @@ Charging: a trial costs its wall time, from the moment Tune starts its actor to 
 the devices it holds (GPUs for a gpu budget, CPUs for a cpu budget; one unit for a trials
 budget).  The running cost is written to the store at every result, so a driver killed with
 SIGKILL leaves the time its trials used on record for ``--resume``.
+
+The recorder also keeps the driver's lease on the search fresh (on every Tune step and after
+its writes, at most every few seconds), and decides when the search must stop early: after
+``max_consecutive_failures`` trials in a row failed with the same error (unreadable data, a
+broken environment: more trials would only fail the same way), or when another driver took
+the search over.  When the run ends, trials still in flight are recorded failed
+("interrupted", re-queued on resume) with their time charged, at once rather than on resume.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
@@ -22,6 +30,8 @@ from typing import Callable, TextIO
 from nas.budget import BudgetTracker, device_hours
 from nas.formatting import fmt
 from nas.front import summarise
+from nas.search.ownership import LeaseKeeper
+from nas.search.paths import inside, search_dir
 from nas.search.report import format_progress
 from nas.store import EPOCH_METRICS, Measurement, SearchRecord, Store, TrialStatus
 from nas.trial.measure_settings import MeasureSettings
@@ -31,6 +41,14 @@ from nas.trial.runner import WEIGHTS_FILE
 from search_spaces import Architecture
 
 HEARTBEAT_S = 60.0
+INTERRUPTED_ERROR = "interrupted: the search driver stopped before this trial ended (re-queued on resume)"
+
+
+def failure_signature(message: str) -> str:
+    """What makes two trial errors "the same": the text with numbers and quoted values blanked
+    (a corrupt image names a different file in each trial)."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", message)
+    return re.sub(r"\d+(\.\d+)?", "#", text)
 
 
 def final_status(progress: TrialProgress, epochs_planned: int) -> TrialStatus:
@@ -76,11 +94,16 @@ class SearchRecorder:
     def __init__(self, store: Store, search: SearchRecord, tracker: BudgetTracker, *, artifacts_dir: Path,
                  recipe: ProxyRecipe, measure: MeasureSettings, gpus_per_trial: float, cpus_per_trial: float,
                  device_kind: str | None, out: TextIO | None = sys.stdout,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, lease: LeaseKeeper | None = None,
+                 max_consecutive_failures: int = 0):
         self.store = store
         self.search = search
         self.tracker = tracker
-        self.weights_dir = Path(artifacts_dir) / search.name
+        self.weights_dir = search_dir(Path(artifacts_dir), search.name)  # stored name: checked, kept inside
+        self.lease = lease
+        self.max_consecutive_failures = max_consecutive_failures
+        self.stop_reason: str | None = None  # why the search must stop now (None: it may go on)
+        self._failure_streak: tuple[str, int] = ("", 0)
         self.recipe = recipe
         self.measure = measure
         self.devices = charged_devices(tracker.budget.kind, gpus_per_trial, cpus_per_trial)
@@ -124,6 +147,7 @@ class SearchRecorder:
             self.search.id, arch=config["arch"], recipe=config["recipe"], tune_trial_id=tune_id,
             seed_name=config.get("seed_name"), devices_held=self.devices)
         self._running[tune_id] = _Running(store_id, self.clock(), self.devices)
+        self._keep_lease()
         seed = f" (seed {config['seed_name']})" if config.get("seed_name") else ""
         self._say(f"trial {store_id} started{seed}: {Architecture.from_dict(config['arch']).label()}")
 
@@ -141,6 +165,7 @@ class SearchRecorder:
                                     best_accuracy=trial.progress.best_accuracy, device_hours=hours)
         else:
             self.store.set_device_hours(trial.store_id, hours)
+        self._keep_lease()
 
     def trial_completed(self, tune_id: str, checkpoint_dir: str | None) -> TrialStatus | None:
         """A trial ended without an exception (trained out, stopped by ASHA, or infeasible)."""
@@ -155,6 +180,8 @@ class SearchRecorder:
                                 accuracy=best, weights_path=weights)
         detail = (f"acc {fmt(best, '.3f')} after {trial.progress.epochs_done} epoch(s)"
                   if status != TrialStatus.INFEASIBLE else "speed constraint not met")
+        self._failure_streak = ("", 0)
+        self._keep_lease()
         self._say(f"trial {trial.store_id} {status} in {wall_s:.0f}s: {detail}")
         return status
 
@@ -166,10 +193,14 @@ class SearchRecorder:
         wall_s = self._charge(trial)
         self.store.finish_trial(trial.store_id, TrialStatus.FAILED, device_hours=device_hours(wall_s, trial.devices),
                                 accuracy=trial.progress.best_accuracy, error=message)
+        self._keep_lease()
         self._say(f"trial {trial.store_id} failed in {wall_s:.0f}s: {message}")
+        self._count_failure(message)
 
     def heartbeat(self) -> None:
-        """A progress line when nothing else was printed for a while."""
+        """Called on every Tune step: keep the lease fresh; a progress line when nothing else was
+        printed for a while."""
+        self._keep_lease()
         if self.clock() - self._last_line_at >= HEARTBEAT_S:
             self._say("running")
 
@@ -184,7 +215,21 @@ class SearchRecorder:
         return format_progress(stats, self.clock() - self.started_at, self.tracker.format(), event)
 
     def finish(self, status) -> None:
-        self.store.update_search(self.search.name, status=status, charged=self.tracker.charged)
+        """End of this driver's run: in-flight trials are recorded interrupted (their time charged),
+        then the search gets ``status`` and the driver's lease is released.  A driver whose search
+        was taken over writes nothing more."""
+        if self.lease is not None and self.lease.lost:
+            return
+        for tune_id in list(self._running):
+            trial = self._running.pop(tune_id)
+            wall_s = self._charge(trial)
+            self.store.finish_trial(trial.store_id, TrialStatus.FAILED, accuracy=trial.progress.best_accuracy,
+                                    device_hours=device_hours(wall_s, trial.devices), error=INTERRUPTED_ERROR)
+        self.store.mark_running_as_failed(self.search.id, INTERRUPTED_ERROR)
+        if self.lease is None:
+            self.store.update_search(self.search.name, status=status, charged=self.tracker.charged)
+        else:
+            self.lease.release(status=status, charged=self.tracker.charged)
 
     # ---- internals ----------------------------------------------------------------------------
 
@@ -197,6 +242,23 @@ class SearchRecorder:
         self._say(f"trial {trial.store_id} measured: {fmt(m.throughput, '.4g')} img/s, "
                   f"{fmt(m.latency_ms, '.3g')} ms, {fmt(m.params, '.2f', 1e-6)}M params, "
                   f"{fmt(m.gmacs, '.3g')} GMACs{verdict}")
+
+    def _count_failure(self, message: str) -> None:
+        signature, count = self._failure_streak
+        count = count + 1 if failure_signature(message) == signature else 1
+        self._failure_streak = (failure_signature(message), count)
+        if self.max_consecutive_failures and count >= self.max_consecutive_failures and self.stop_reason is None:
+            self.stop_reason = (f"the last {count} trials failed with the same error ({message}); fix its cause, "
+                                f"then resume (--max-consecutive-failures sets the limit)")
+            self._say(f"stopping: {self.stop_reason}")
+
+    def _keep_lease(self) -> None:
+        if self.lease is not None and not self.lease.beat() and self.stop_reason is None:
+            owner = self.store.search_lease(self.search.name)
+            self.stop_reason = ("another driver took this search over"
+                                + (f" ({owner.describe()})" if owner is not None else "")
+                                + "; this driver stops without writing more")
+            self._say(f"stopping: {self.stop_reason}")
 
     def _charge(self, trial: _Running) -> float:
         wall_s = max(self.clock() - trial.started, 0.0)
@@ -211,7 +273,7 @@ class SearchRecorder:
         if source is None or not source.is_file():
             return None
         self.weights_dir.mkdir(parents=True, exist_ok=True)
-        target = self.weights_dir / f"{store_id}.safetensors"
+        target = inside(self.weights_dir, f"{store_id}.safetensors", what="weights file")
         shutil.copyfile(source, target)
         return str(target.resolve())
 

@@ -19,6 +19,7 @@ class SearchSummary:
     slots: int  # trials that could run at once
     trial_s: float  # wall time of this run's trials, summed
     trials: list[TrialRecord] = field(default_factory=list)
+    stop_reason: str | None = None  # why the run stopped before its budget or space was used up
 
     @property
     def utilisation(self) -> float:
@@ -52,6 +53,8 @@ def format_summary(summary: SearchSummary, resume_hint: str) -> str:
         f"Pareto front (accuracy vs throughput), {len(front)} trial(s):",
         trials_table(front),
     ]
+    if summary.stop_reason:
+        lines.append(f"stopped early: {summary.stop_reason}")
     if summary.status != SearchStatus.FINISHED:
         lines.append(f"continue with: {resume_hint}")
     return "\n".join(lines)

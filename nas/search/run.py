@@ -6,11 +6,18 @@ from it, never from Tune's own experiment state.  Trials a killed driver left ``
 recorded ``failed`` ("interrupted"), keep the device time charged until their last report, and
 their architectures are queued again first, so the resumed search still evaluates them;
 finished trials are never re-run.
+
+One driver per search: the driver takes a lease on the search in the transaction that marks it
+running (``nas.search.ownership``), keeps it fresh while it runs and releases it when it ends;
+a second driver is refused with the owner's host and pid, unless that owner is gone.  SIGTERM
+stops a run like Ctrl+C (``nas.search.signals``); trials in flight when a run stops are
+recorded interrupted at once.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import sys
 import time
@@ -19,36 +26,38 @@ from typing import Any, TextIO
 
 from nas.budget import BudgetTracker
 from nas.device import device_kind
+from nas.search.device_lock import LOCK_DIR_ENV
+from nas.search.ownership import LeaseKeeper, lease_is_stale, this_driver
+from nas.search.paths import tune_dir as checked_tune_dir
 from nas.search.prepare import PreparedSearch
-from nas.search.ray_session import configure_ray_env, connect_ray, trials_that_fit
-from nas.search.recorder import SearchRecorder
+from nas.search.ray_session import configure_ray_env, connect_ray, disconnect_ray, trials_that_fit
+from nas.search.recorder import INTERRUPTED_ERROR, SearchRecorder
 from nas.search.report import SearchSummary
-from nas.store import SearchRecord, SearchStatus, Store, StoreError, TrialStatus, open_store
+from nas.search.signals import sigterm_like_sigint
+from nas.store import DriverId, SearchRecord, SearchStatus, Store, StoreError, TrialStatus, open_store
 from nas.strategies import Strategy, create_strategy
 from search_spaces import Architecture, SearchSpace
 
-INTERRUPTED_ERROR = "interrupted: the search driver stopped before this trial ended (re-queued on resume)"
+__all__ = ["INTERRUPTED_ERROR", "replay_stored_trials", "run_search", "trial_dirname"]
 
 
 def run_search(prepared: PreparedSearch, out: TextIO | None = sys.stdout) -> SearchSummary:
     """Run (or continue) the search to the end of its budget or space; returns how it ended."""
     configure_ray_env(prepared.address)
-    import ray
-
     started = time.monotonic()
-    started_ray = connect_ray(prepared.address)
+    session = connect_ray(prepared.address)
     try:
-        resources = prepared.resources
-        max_concurrent = trials_that_fit(resources.gpus_per_trial, resources.cpus_per_trial,
-                                         resources.max_concurrent)
-        store = open_store(prepared.db_url, create=True)
-        try:
-            return _run_with_store(prepared, store, max_concurrent, out, started)
-        finally:
-            store.close()
+        with sigterm_like_sigint():
+            resources = prepared.resources
+            max_concurrent = trials_that_fit(resources.gpus_per_trial, resources.cpus_per_trial,
+                                             resources.max_concurrent)
+            store = open_store(prepared.db_url, create=True)
+            try:
+                return _run_with_store(prepared, store, max_concurrent, out, started)
+            finally:
+                store.close()
     finally:
-        if started_ray:
-            ray.shutdown()
+        disconnect_ray(session)
 
 
 def _run_with_store(prepared: PreparedSearch, store: Store, max_concurrent: int, out: TextIO | None,
@@ -56,47 +65,62 @@ def _run_with_store(prepared: PreparedSearch, store: Store, max_concurrent: int,
     from nas.search.searcher import StrategySearcher
 
     settings, resources = prepared.settings, prepared.resources
-    search = _open_search(prepared, store)
+    driver = this_driver()
+    search = _open_search(prepared, store, driver, out)
+    lease = LeaseKeeper(store, search.id, driver)
     tracker = BudgetTracker(prepared.budget)
-    strategy = create_strategy(settings.strategy, prepared.space, seed=settings.seed)
-    queued, exclude = replay_stored_trials(store, search, tracker, strategy, prepared.space)
-    recorder = SearchRecorder(
-        store, search, tracker, artifacts_dir=prepared.artifacts_dir, recipe=settings.recipe,
-        measure=settings.measure, gpus_per_trial=resources.gpus_per_trial,
-        cpus_per_trial=resources.cpus_per_trial, device_kind=search.device_kind, out=out)
-    searcher = StrategySearcher(strategy, tracker, recorder, _config_maker(prepared), queued=queued, exclude=exclude)
-    if out is not None:
-        verb = "resuming" if prepared.resume else "starting"
-        print(f"{verb} search {prepared.name!r}: space {prepared.space.name}, strategy {settings.strategy}, "
-              f"budget {prepared.budget.text} ({tracker.format()} used), up to {max_concurrent} trial(s) at once "
-              f"with {resources.cpus_per_trial:g} CPU / {resources.gpus_per_trial:g} GPU each", file=out, flush=True)
-    logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Trials did not complete": ours say why
-    tune_dir = prepared.artifacts_dir / prepared.name / "tune"
-    shutil.rmtree(tune_dir, ignore_errors=True)  # a killed run's leftovers: the store has what matters
-    status = SearchStatus.INTERRUPTED
     try:
+        recorder = SearchRecorder(
+            store, search, tracker, artifacts_dir=prepared.artifacts_dir, recipe=settings.recipe,
+            measure=settings.measure, gpus_per_trial=resources.gpus_per_trial,
+            cpus_per_trial=resources.cpus_per_trial, device_kind=search.device_kind, out=out, lease=lease,
+            max_consecutive_failures=prepared.max_consecutive_failures)
+    except BaseException:
+        lease.release(status=SearchStatus.INTERRUPTED)
+        raise
+    status = SearchStatus.INTERRUPTED
+    try:  # from here on, recorder.finish records how the run ended and releases the lease
+        tune_dir = checked_tune_dir(prepared.artifacts_dir, prepared.name)
+        strategy = create_strategy(settings.strategy, prepared.space, seed=settings.seed)
+        queued, exclude = replay_stored_trials(store, search, tracker, strategy, prepared.space)
+        searcher = StrategySearcher(strategy, tracker, recorder, _config_maker(prepared), queued=queued,
+                                    exclude=exclude)
+        if out is not None:
+            verb = "resuming" if prepared.resume else "starting"
+            print(f"{verb} search {prepared.name!r}: space {prepared.space.name}, strategy {settings.strategy}, "
+                  f"budget {prepared.budget.text} ({tracker.format()} used), up to {max_concurrent} trial(s) at "
+                  f"once with {resources.cpus_per_trial:g} CPU / {resources.gpus_per_trial:g} GPU each",
+                  file=out, flush=True)
+        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Trials did not complete": ours say why
+        shutil.rmtree(tune_dir, ignore_errors=True)  # a killed run's leftovers: the store has what matters
         if tracker.can_start(0):
             _tuner(prepared, searcher, recorder, max_concurrent, tune_dir).fit()
-        if (searcher.finished and recorder.running == 0) or not tracker.can_start(0):
+        done = searcher.finished and recorder.running == 0 and recorder.stop_reason is None
+        if done or not tracker.can_start(0):
             status = SearchStatus.FINISHED
     finally:
         recorder.finish(status)
     shutil.rmtree(tune_dir, ignore_errors=True)  # weights were copied out as trials ended
     return SearchSummary(name=prepared.name, status=status, charged=tracker.format(),
                          wall_s=time.monotonic() - started, slots=max_concurrent, trial_s=recorder.trial_seconds,
-                         trials=store.trials(search=prepared.name))
+                         trials=store.trials(search=prepared.name), stop_reason=recorder.stop_reason)
 
 
-def _open_search(prepared: PreparedSearch, store: Store) -> SearchRecord:
+def _open_search(prepared: PreparedSearch, store: Store, driver: DriverId, out: TextIO | None) -> SearchRecord:
+    """Create the search, or take a stored one over, owned by ``driver`` (SearchBusyError if it is not free)."""
     if not prepared.resume:
         return store.create_search(
             prepared.name, space=prepared.settings.space, space_description=prepared.space.describe(),
             config=prepared.stored_config(), budget_kind=prepared.budget.unit, budget_total=prepared.budget.amount,
-            budget_text=prepared.budget.text, device_kind=_local_device_kind(prepared))
+            budget_text=prepared.budget.text, device_kind=_local_device_kind(prepared), driver=driver)
     if store.get_search(prepared.name) is None:
         raise StoreError(f"search {prepared.name!r} disappeared from the store")
-    store.update_search(prepared.name, budget_total=prepared.budget.amount, budget_text=prepared.budget.text)
-    return store.get_search(prepared.name)
+    search, replaced = store.claim_search(prepared.name, driver, lease_is_stale,
+                                          budget_total=prepared.budget.amount, budget_text=prepared.budget.text)
+    if replaced is not None and out is not None:
+        print(f"taking search {prepared.name!r} over from a driver that is gone ({replaced.describe()})",
+              file=out, flush=True)
+    return search
 
 
 def _local_device_kind(prepared: PreparedSearch) -> str | None:
@@ -153,10 +177,11 @@ def _config_maker(prepared: PreparedSearch):
     recipe, measure = prepared.settings.recipe.to_dict(), prepared.settings.measure.to_dict()
     threads = max(1, int(prepared.resources.cpus_per_trial))
     data_dir = prepared.resources.data_dir
+    lock_dir = os.environ.get(LOCK_DIR_ENV) or None  # the same setting on every node
 
     def make_config(arch: Architecture, seed_name: str | None) -> dict[str, Any]:
         return {"arch": arch.to_dict(), "recipe": recipe, "measure": measure, "cpus": threads,
-                "data_dir": data_dir, "download": False, "seed_name": seed_name}
+                "data_dir": data_dir, "download": False, "seed_name": seed_name, "lock_dir": lock_dir}
 
     return make_config
 
@@ -169,7 +194,7 @@ def trial_dirname(trial: Any) -> str:
 def _tuner(prepared: PreparedSearch, searcher: Any, recorder: SearchRecorder, max_concurrent: int, tune_dir: Path):
     from ray import tune
 
-    from nas.search.callback import StoreCallback
+    from nas.search.callback import RecorderStopper, StoreCallback
     from nas.search.scheduler import create_scheduler
     from nas.search.trainable import train_candidate
 
@@ -183,7 +208,7 @@ def _tuner(prepared: PreparedSearch, searcher: Any, recorder: SearchRecorder, ma
                                     max_concurrent_trials=max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=run_name, storage_path=str(tune_dir), verbose=0,
+            name=run_name, storage_path=str(tune_dir), verbose=0, stop=RecorderStopper(recorder),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             callbacks=[StoreCallback(recorder)]))

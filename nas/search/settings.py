@@ -61,6 +61,7 @@ class SearchRequest:
     resume: str | None = None
     artifacts: str | None = None
     asha: bool | None = None
+    max_consecutive_failures: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "SearchRequest":

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from .migrations import READABLE_OLD_VERSIONS, MigrationError, migrate
 from .models import SCHEMA_VERSION, Base, VersionInfo
 
 DEFAULT_URL = "sqlite:///nas.db"
@@ -75,8 +76,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def ensure_schema(engine: Engine, *, create: bool) -> None:
-    """Create tables on an empty DB; refuse a DB written by a newer (or foreign) schema."""
+def ensure_schema(engine: Engine, *, create: bool) -> int:
+    """Create tables on an empty DB, upgrade an older one in place; refuse a newer (or foreign) schema.
+    Returns the store's schema version (older than ``SCHEMA_VERSION`` only for a store that could
+    not be upgraded but can still be read)."""
     from nas import __version__
 
     try:
@@ -94,7 +97,7 @@ def ensure_schema(engine: Engine, *, create: bool) -> None:
                 s.add(VersionInfo(schema_version=SCHEMA_VERSION, library_version=__version__))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot write database {engine.url!r}: {getattr(exc, 'orig', exc)}") from None
-        return
+        return SCHEMA_VERSION
     if "version_info" not in tables:
         raise StoreError(f"database {engine.url!r} is not a mixer-nas store (no version_info table)")
     with Session(engine) as s:
@@ -106,5 +109,23 @@ def ensure_schema(engine: Engine, *, create: bool) -> None:
             f"database {engine.url!r} has schema version {row.schema_version}, newer than this "
             f"mixer-nas ({SCHEMA_VERSION}); upgrade mixer-nas to read it")
     if row.schema_version < SCHEMA_VERSION:
-        raise StoreError(
-            f"database {engine.url!r} has old schema version {row.schema_version} (current {SCHEMA_VERSION})")
+        return _upgrade(engine, row.schema_version, __version__)
+    return row.schema_version
+
+
+def _upgrade(engine: Engine, version: int, library_version: str) -> int:
+    """Migrate an older store in place (a concurrent opener may have done it first); returns the
+    version it now has.  A store that cannot be written (read-only) stays as it is if today's
+    readers can read it (``READABLE_OLD_VERSIONS``): only writing a search needs the upgrade."""
+    try:
+        migrate(engine, version, library_version)
+        return SCHEMA_VERSION
+    except MigrationError as exc:
+        with Session(engine) as s:
+            row = s.scalars(select(VersionInfo)).first()
+        if row is not None and row.schema_version == SCHEMA_VERSION:
+            return SCHEMA_VERSION
+        if version in READABLE_OLD_VERSIONS:
+            return version
+        raise StoreError(f"database {engine.url!r} has old schema version {version} (current "
+                         f"{SCHEMA_VERSION}) and could not be upgraded in place: {exc}") from None

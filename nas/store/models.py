@@ -1,7 +1,9 @@
 """SQLAlchemy 2 ORM models of the results store (searches, trials, epoch metrics, protocols).
 
 Modelled on Optuna's RDB storage split (``optuna/storages/_rdb/models.py``): one row per search,
-one per trial, one per reported epoch, plus a schema-version table that is checked on open.
+one per trial, one per reported epoch, plus a schema-version table that is checked on open
+(older stores are migrated in place by ``nas.store.migrations``), plus one lease row per
+search that a driver is running.
 All JSON columns hold canonical JSON text so any SQLAlchemy backend (SQLite, PostgreSQL) works.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .records import SearchStatus, TrialStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: search_leases (one driver per search)
 
 
 def utcnow() -> dt.datetime:
@@ -121,3 +123,18 @@ class EpochMetric(Base):
     lr: Mapped[float | None] = mapped_column(Float, nullable=True)
     images_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     elapsed_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class SearchLease(Base):
+    """The driver that owns a running search: at most one row per search, renewed by its heartbeat.
+
+    Taken in the transaction that marks the search running, deleted when the driver ends; a row
+    whose driver died (no heartbeat, or its process gone) may be taken over by ``--resume``.
+    """
+    __tablename__ = "search_leases"
+    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id"), primary_key=True)
+    driver_id: Mapped[str] = mapped_column(String(64))          # random per driver run
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

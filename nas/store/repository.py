@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from search_spaces.canonical import canonical_json, json_hash
 
 from .engine import StoreError, ensure_schema, make_engine, normalise_url
+from .leases import DriverId, DriverLease, SearchBusyError, busy, drop_lease, read_lease, renew_lease, take_lease
 from .models import EpochMetric, MeasurementProtocol, Search, Trial, utcnow
 from .records import (
     EPOCH_METRICS, FEASIBLE_STATES, EpochRecord, Measurement, SearchRecord, SearchStatus, TrialRecord, TrialStatus,
@@ -31,7 +32,7 @@ class Store:
     def __init__(self, url: str, *, create: bool = False):
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, create=create)
-        ensure_schema(self.engine, create=create)
+        self.schema_version = ensure_schema(self.engine, create=create)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -43,7 +44,9 @@ class Store:
 
     # ------------------------------------------------------------------ searches
     def create_search(self, name: str, *, space: str, space_description: dict, config: dict, budget_kind: str,
-                      budget_total: float, budget_text: str, device_kind: str | None = None) -> SearchRecord:
+                      budget_total: float, budget_text: str, device_kind: str | None = None,
+                      driver: DriverId | None = None) -> SearchRecord:
+        """A new running search; with ``driver``, owned by it (lease taken in the same transaction)."""
         with self._write() as s:
             if s.scalar(select(Search.id).where(Search.name == name)) is not None:
                 raise StoreError(f"a search named {name!r} already exists (use --resume {name} to continue it)")
@@ -52,7 +55,69 @@ class Store:
                          budget_text=budget_text, device_kind=device_kind, status=SearchStatus.RUNNING.value)
             s.add(row)
             s.flush()
+            if driver is not None:
+                self._need_leases()
+                take_lease(s, row.id, name, driver, lambda lease: False)
             return search_record(row)
+
+    # ------------------------------------------------------------------ ownership (one driver per search)
+    def claim_search(self, name: str, driver: DriverId, is_stale: Callable[[DriverLease], bool],
+                     **fields: Any) -> tuple[SearchRecord, DriverLease | None]:
+        """Take search ``name`` for ``driver`` and mark it running (plus ``fields``), in one transaction.
+
+        Returns the search and the stale lease it replaced (None if it was free); raises
+        ``SearchBusyError`` naming the owner while a live driver holds it.
+        """
+        _check_search_fields(fields)
+        self._need_leases()
+        try:
+            with self._write() as s:
+                row = s.scalar(select(Search).where(Search.name == name))
+                if row is None:
+                    raise StoreError(f"unknown search {name!r}")
+                replaced = take_lease(s, row.id, name, driver, is_stale)
+                row.status = SearchStatus.RUNNING.value
+                for k, v in fields.items():
+                    setattr(row, k, v)
+                s.flush()
+                return search_record(row), replaced
+        except StoreError as exc:  # a concurrent driver inserted its lease first (primary key)
+            lease = None if isinstance(exc, SearchBusyError) else self.search_lease(name)
+            if lease is not None and lease.driver_id != driver.driver_id:
+                raise busy(name, lease) from None
+            raise
+
+    def search_lease(self, name: str) -> DriverLease | None:
+        """The driver that owns search ``name`` now (None: nobody, e.g. it ended or never started)."""
+        self._need_leases()
+        with self._session() as s:
+            search_id = s.scalar(select(Search.id).where(Search.name == name))
+            return None if search_id is None else read_lease(s, search_id)
+
+    def _need_leases(self) -> None:
+        if self.schema_version < 2:
+            raise StoreError(f"database {self.engine.url!r} has old schema version {self.schema_version} and "
+                             f"could not be upgraded (is it read-only?); it can be read, but no search can run on it")
+
+    def renew_lease(self, search_id: int, driver_id: str) -> bool:
+        """Heartbeat; False when another driver has taken the search over."""
+        with self._write() as s:
+            return renew_lease(s, search_id, driver_id)
+
+    def release_search(self, search_id: int, driver_id: str, **fields: Any) -> bool:
+        """End this driver's ownership, writing ``fields`` (status, charge) in the same transaction.
+
+        Nothing is written when the search has been taken over (returns False): the new owner's
+        status stands.
+        """
+        _check_search_fields(fields)
+        with self._write() as s:
+            if not drop_lease(s, search_id, driver_id):
+                return False
+            row = s.get(Search, search_id)
+            for k, v in fields.items():
+                setattr(row, k, v.value if isinstance(v, SearchStatus) else v)
+            return True
 
     def get_search(self, name: str) -> SearchRecord | None:
         with self._session() as s:
@@ -64,9 +129,7 @@ class Store:
             return [search_record(r) for r in s.scalars(select(Search).order_by(Search.id))]
 
     def update_search(self, name: str, **fields: Any) -> None:
-        allowed = {"status", "charged", "device_kind", "budget_total", "budget_text"}
-        if set(fields) - allowed:
-            raise ValueError(f"cannot update search fields {sorted(set(fields) - allowed)}")
+        _check_search_fields(fields)
         with self._write() as s:
             row = s.scalar(select(Search).where(Search.name == name))
             if row is None:
@@ -243,6 +306,14 @@ class _WriteSession:
         finally:
             self._s.close()
         return False
+
+
+_UPDATABLE_SEARCH_FIELDS = {"status", "charged", "device_kind", "budget_total", "budget_text"}
+
+
+def _check_search_fields(fields: dict[str, Any]) -> None:
+    if set(fields) - _UPDATABLE_SEARCH_FIELDS:
+        raise ValueError(f"cannot update search fields {sorted(set(fields) - _UPDATABLE_SEARCH_FIELDS)}")
 
 
 def _next_number(s: Session, search_id: int) -> int:

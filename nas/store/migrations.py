@@ -1,0 +1,59 @@
+"""In-place upgrades of stores written by older mixer-nas versions.
+
+``MIGRATIONS[v]`` turns a schema-``v`` store into schema ``v + 1``.  Each step spells out the
+tables it adds (rather than reusing today's models), so an old step keeps doing what it did
+when later versions change the models.  Every step and the version bump run in one
+transaction: a store is either fully upgraded or left as it was.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, Table, inspect, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .models import SCHEMA_VERSION, VersionInfo
+
+
+class MigrationError(Exception):
+    """A store could not be upgraded (read-only file, a concurrent writer, a server without rights)."""
+
+
+def _add_search_leases(conn: Connection) -> None:
+    """1 -> 2: the ``search_leases`` table (which driver owns a running search)."""
+    if "search_leases" in inspect(conn).get_table_names():
+        return
+    metadata = MetaData()
+    Table("searches", metadata, Column("id", Integer, primary_key=True))
+    Table("search_leases", metadata,
+          Column("search_id", Integer, ForeignKey("searches.id", name="fk_search_leases_search_id_searches"),
+                 primary_key=True),
+          Column("driver_id", String(64), nullable=False),
+          Column("host", String(255), nullable=False),
+          Column("pid", Integer, nullable=False),
+          Column("acquired_at", DateTime, nullable=False),
+          Column("heartbeat_at", DateTime, nullable=False))
+    metadata.tables["search_leases"].create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_search_leases}
+# Old versions today's readers can read as they are (later versions only added tables): a store of
+# such a version that cannot be upgraded (read-only) is still opened for reading.
+READABLE_OLD_VERSIONS = frozenset({1})
+
+
+def migrate(engine: Engine, from_version: int, library_version: str) -> None:
+    """Upgrade a schema-``from_version`` store to ``SCHEMA_VERSION`` in one transaction."""
+    missing = [v for v in range(from_version, SCHEMA_VERSION) if v not in MIGRATIONS]
+    if missing:
+        raise MigrationError(f"no upgrade from schema version {missing[0]}")
+    try:
+        with engine.begin() as conn:
+            for version in range(from_version, SCHEMA_VERSION):
+                MIGRATIONS[version](conn)
+            conn.execute(update(VersionInfo.__table__)
+                         .where(VersionInfo.__table__.c.schema_version == from_version)
+                         .values(schema_version=SCHEMA_VERSION, library_version=library_version))
+    except SQLAlchemyError as exc:
+        raise MigrationError(str(getattr(exc, "orig", exc)).splitlines()[0]) from None
