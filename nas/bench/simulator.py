@@ -11,9 +11,11 @@ those objects, and the trials themselves, answered by ``TabularEvaluator`` from 
 The loop runs ``workers`` trials at once.  A trial's next report arrives after the device-seconds
 the real trial spent on that step; the scheduler sees every report (then the searcher, unless the
 scheduler stopped the trial, as Tune does); when a trial ends (stopped, last epoch, infeasible)
-both hear ``on_trial_complete`` with its last result and the budget is charged what the trial
-used: one trial for a trials budget, else its measurement plus the epochs it ran, in
-device-hours (one device per trial).  Free workers then ask the searcher for new trials.
+both hear ``on_trial_complete`` with its last result (a row recorded as failed: the scheduler's
+``on_trial_error`` and the searcher's ``on_trial_complete(error=True)``), and the budget is
+charged what the trial used: one trial for a trials budget, else its measurement plus the epochs
+it ran, in device-hours (one device per trial).  Free workers then ask the searcher for new
+trials.  An architecture without a row is a KeyError: simulate on complete tables.
 """
 from __future__ import annotations
 
@@ -158,23 +160,31 @@ def simulate_search(evaluator: TabularEvaluator, strategy: str, budget: Budget, 
             if not schedule_next(run):  # a trial without reports ends at once
                 finish(run)
 
-    def finish(run: _Running) -> None:
-        run.trial.status = "TERMINATED"
+    def finish(run: _Running, error: bool = False) -> None:
+        run.trial.status = "ERROR" if error else "TERMINATED"
         del running[run.trial.trial_id]
-        scheduler.on_trial_complete(None, run.trial, run.trial.last_result)
-        searcher.on_trial_complete(run.trial.trial_id, result=run.trial.last_result)
+        if error:  # as Tune's controller on a trial that raised
+            scheduler.on_trial_error(None, run.trial)
+            searcher.on_trial_complete(run.trial.trial_id, error=True)
+        else:
+            scheduler.on_trial_complete(None, run.trial, run.trial.last_result)
+            searcher.on_trial_complete(run.trial.trial_id, result=run.trial.last_result)
         tracker.charge_trial(run.device_s, 1.0)
+        status = TrialStatus.FAILED if error else final_status(run.progress, evaluator.table.epochs)
         done.append(SimulatedTrial(
-            number=run.number, arch=run.arch, seed_name=run.seed_name,
-            status=final_status(run.progress, evaluator.table.epochs), epochs_done=run.progress.epochs_done,
-            accuracy=run.progress.best_accuracy, throughput=run.throughput, started_s=run.started_s,
-            finished_s=clock, device_s=run.device_s))
+            number=run.number, arch=run.arch, seed_name=run.seed_name, status=status,
+            epochs_done=run.progress.epochs_done, accuracy=run.progress.best_accuracy, throughput=run.throughput,
+            started_s=run.started_s, finished_s=clock, device_s=run.device_s))
 
     start_trials()
     while events:
         clock, _, trial_id, step = heapq.heappop(events)
         run = running[trial_id]
         run.device_s += step.seconds
+        if step.error is not None:
+            finish(run, error=True)
+            start_trials()
+            continue
         run.progress.observe(step.result)
         if step.result["phase"] == MEASURE_PHASE:
             run.throughput = step.result.get("throughput")

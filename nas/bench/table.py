@@ -1,111 +1,150 @@
-"""A tabular benchmark in memory: every architecture of a space with its recorded trial.
+"""A tabular benchmark in memory: architectures of a space with the trial each one recorded.
 
-Each row is what one real trial recorded: the per-epoch validation accuracy, the measured speed,
-size and cost, and the device-seconds spent (measurement, then each epoch).  Lookups are by
-``Architecture`` and cost a dict access, so a whole search can be replayed in milliseconds
-(``nas.bench.evaluator`` answers trials, ``nas.bench.simulator`` runs searches).
+Each row is what one real trial recorded: the per-epoch validation accuracy, the measured speed
+and size, and the device-seconds it spent (measurement, then each epoch), or that it failed.
+Lookups are by ``Architecture`` and cost a dict access, so a whole search replays in
+milliseconds (``nas.bench.evaluator`` answers trials, ``nas.bench.simulator`` runs searches).
 
-The table's *true front* is the Pareto front of every row's final-fidelity result (best accuracy
-over all epochs, as a completed trial would record it, against measured throughput), and its
-reference point is the worst accuracy and the worst throughput in the table; a search's quality
-is the hypervolume of what it found divided by the true front's (``hv_ratio``).
+File format: MixerBench's ``mixerbench/1`` JSON (documented in ``benchmarks/mixerbench``): the
+space's description, provenance keys (recipe, measure settings, protocol, device kind, code
+revision, ...) and ``rows``, each naming its architecture by per-stage ``mixers`` (stages with
+one depth and width) or a full ``arch`` dict, with ``status`` ``completed`` or ``failed``.
+
+The table's *true front* is the Pareto front of the completed rows' final-fidelity results (best
+accuracy over all epochs, what a completed trial records, against measured throughput); its
+reference point is the worst accuracy and the worst throughput among them.  A search's quality
+is the hypervolume of what it found over the true front's (``hv_ratio``).
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from nas.front import hypervolume_2d
-from search_spaces import Architecture, SearchSpace, get_space
+from search_spaces import Architecture, SearchSpace
 
-__all__ = ["BenchEntry", "BenchTable", "load_table"]
+__all__ = ["TABLE_FORMAT", "BenchEntry", "BenchTable", "load_table"]
+
+TABLE_FORMAT = "mixerbench/1"
+COMPLETED, FAILED = "completed", "failed"
 
 
 @dataclass(frozen=True)
 class BenchEntry:
-    """One architecture's recorded trial.  Accuracies are 0..1, times are device-seconds."""
+    """One architecture's recorded trial.  Accuracies are 0..1, times are device-seconds.
+
+    A failed row (``error`` set) keeps what its trial recorded before it raised: maybe a
+    measurement, maybe some epochs.
+    """
 
     arch: Architecture
     val_accuracy: tuple[float, ...]  # per epoch, epoch 1 first
-    throughput: float  # img/s at the table's target resolution
-    latency_ms: float
-    params: int
-    gmacs: float
-    measure_s: float  # building, profiling and timing the model before training
+    throughput: float | None  # img/s at the table's target resolution
+    latency_ms: float | None
+    params: int | None
+    gmacs: float | None
+    measure_s: float  # everything but the epochs: start-up, building, profiling and timing the model
     epoch_s: tuple[float, ...]  # each epoch's training + validation time
     throughput_iqr: float | None = None
     latency_iqr_ms: float | None = None
+    error: str | None = None
 
     def __post_init__(self) -> None:
         label = self.arch.label()
-        if not self.val_accuracy or len(self.val_accuracy) != len(self.epoch_s):
-            raise ValueError(f"table row {label}: needs one accuracy and one duration per epoch, got "
+        if len(self.val_accuracy) != len(self.epoch_s):
+            raise ValueError(f"row {label}: needs one accuracy and one duration per epoch, got "
                              f"{len(self.val_accuracy)} and {len(self.epoch_s)}")
-        numbers = (*self.val_accuracy, self.throughput, self.latency_ms, self.gmacs, self.measure_s, *self.epoch_s)
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
-            raise ValueError(f"table row {label}: accuracies, speed and times must be finite numbers")
-        if self.throughput <= 0 or self.measure_s < 0 or min(self.epoch_s) < 0:
-            raise ValueError(f"table row {label}: throughput must be > 0 and times >= 0")
+        if not all(_finite(v) and v >= 0 for v in (*self.val_accuracy, self.measure_s, *self.epoch_s)):
+            raise ValueError(f"row {label}: accuracies and times must be finite, non-negative numbers")
+        if self.error is None and not (self.val_accuracy and self.measured):
+            raise ValueError(f"row {label}: a completed row needs epochs and a positive throughput and latency")
 
     @property
-    def epochs(self) -> int:
-        return len(self.val_accuracy)
+    def completed(self) -> bool:
+        return self.error is None
 
     @property
-    def accuracy(self) -> float:
-        """What a completed trial records: the best validation accuracy over all epochs."""
-        return max(self.val_accuracy)
+    def measured(self) -> bool:
+        return _finite(self.throughput) and self.throughput > 0 and _finite(self.latency_ms)
 
-    def cost_s(self, epochs_run: int) -> float:
-        """Device-seconds of a trial that measured the model and trained ``epochs_run`` epochs."""
-        if not 0 <= epochs_run <= self.epochs:
-            raise ValueError(f"epochs_run must be in 0..{self.epochs}, got {epochs_run}")
+    @property
+    def accuracy(self) -> float | None:
+        """What the trial recorded: the best validation accuracy of its epochs."""
+        return max(self.val_accuracy, default=None)
+
+    def cost_s(self, epochs_run: int | None = None) -> float:
+        """Device-seconds of the trial stopped after ``epochs_run`` epochs (default: all it ran)."""
+        epochs_run = len(self.epoch_s) if epochs_run is None else epochs_run
+        if not 0 <= epochs_run <= len(self.epoch_s):
+            raise ValueError(f"epochs_run must be in 0..{len(self.epoch_s)}, got {epochs_run}")
         return self.measure_s + sum(self.epoch_s[:epochs_run])
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch.to_dict(), "arch_hash": self.arch.hash, "val_accuracy": list(self.val_accuracy),
+    def to_row(self, by_mixers: bool) -> dict[str, Any]:
+        row: dict[str, Any] = {"mixers": list(self.arch.mixers)} if by_mixers else {"arch": self.arch.to_dict()}
+        row |= {"arch_hash": self.arch.hash, "status": FAILED if self.error else COMPLETED,
+                "val_accuracy": list(self.val_accuracy), "accuracy": self.accuracy,
                 "throughput": self.throughput, "throughput_iqr": self.throughput_iqr,
                 "latency_ms": self.latency_ms, "latency_iqr_ms": self.latency_iqr_ms, "params": self.params,
                 "gmacs": self.gmacs, "measure_s": self.measure_s, "epoch_s": list(self.epoch_s)}
+        if self.error:
+            row["error"] = self.error
+        return row
 
     @classmethod
-    def from_dict(cls, row: Mapping[str, Any]) -> "BenchEntry":
-        arch = Architecture.from_dict(row["arch"])
+    def from_row(cls, row: Mapping[str, Any], space: SearchSpace) -> "BenchEntry":
+        arch = Architecture.from_dict(row["arch"]) if "arch" in row else row_architecture(space, row["mixers"])
         if "arch_hash" in row and row["arch_hash"] != arch.hash:
-            raise ValueError(f"table row {arch.label()}: arch_hash {row['arch_hash']!r} does not match its "
-                             f"architecture ({arch.hash})")
+            raise ValueError(f"row {arch.label()}: arch_hash {row['arch_hash']!r} is not its architecture's "
+                             f"({arch.hash})")
+        status = row.get("status", COMPLETED)
+        if status not in (COMPLETED, FAILED):
+            raise ValueError(f"row {arch.label()}: status must be {COMPLETED!r} or {FAILED!r}, got {status!r}")
         return cls(arch=arch, val_accuracy=tuple(float(a) for a in row["val_accuracy"]),
-                   throughput=float(row["throughput"]), latency_ms=float(row["latency_ms"]),
-                   params=int(row["params"]), gmacs=float(row["gmacs"]), measure_s=float(row["measure_s"]),
-                   epoch_s=tuple(float(s) for s in row["epoch_s"]),
-                   throughput_iqr=_optional_float(row.get("throughput_iqr")),
-                   latency_iqr_ms=_optional_float(row.get("latency_iqr_ms")))
+                   throughput=_optional(float, row.get("throughput")), latency_ms=_optional(float, row.get("latency_ms")),
+                   params=_optional(int, row.get("params")), gmacs=_optional(float, row.get("gmacs")),
+                   measure_s=float(row["measure_s"]), epoch_s=tuple(float(s) for s in row["epoch_s"]),
+                   throughput_iqr=_optional(float, row.get("throughput_iqr")),
+                   latency_iqr_ms=_optional(float, row.get("latency_iqr_ms")),
+                   error=(str(row.get("error") or "failed") if status == FAILED else None))
 
 
-@dataclass(frozen=True)
+def row_architecture(space: SearchSpace, mixers: Iterable[str]) -> Architecture:
+    """The member of ``space`` with these per-stage mixers (each stage must have one depth and width)."""
+    mixers = list(mixers)
+    if len(mixers) != len(space.stages):
+        raise ValueError(f"{space.name}: a row needs {len(space.stages)} mixers, got {mixers}")
+    choices: dict[str, Any] = {}
+    for i, (stage, mixer) in enumerate(zip(space.stages, mixers), start=1):
+        if len(stage.depths) != 1 or len(stage.widths) != 1:
+            raise ValueError(f"{space.name}: stage{i} has several depths or widths, so rows need a full 'arch'")
+        choices |= {f"stage{i}.mixer": mixer, f"stage{i}.depth": stage.depths[0], f"stage{i}.width": stage.widths[0]}
+    return space.arch_from_choices(choices)
+
+
 class BenchTable:
-    """Every architecture of ``space`` with its recorded trial, plus where the numbers came from."""
+    """Rows of ``space``'s architectures, plus where the numbers came from (``provenance``)."""
 
-    space: SearchSpace
-    entries: tuple[BenchEntry, ...]
-    provenance: dict = field(default_factory=dict)  # recipe, measure settings, device, code revision, ...
-
-    def __post_init__(self) -> None:
-        by_arch: dict[Architecture, BenchEntry] = {}
-        epochs = {e.epochs for e in self.entries}
-        if not self.entries:
-            raise ValueError("table has no rows")
-        if len(epochs) != 1:
-            raise ValueError(f"table rows disagree on the number of epochs: {sorted(epochs)}")
+    def __init__(self, space: SearchSpace, entries: Iterable[BenchEntry], epochs: int,
+                 provenance: Mapping[str, Any] | None = None):
+        self.space = space
+        self.entries = tuple(entries)
+        self.epochs = epochs
+        self.provenance = dict(provenance or {})
+        self._by_arch: dict[Architecture, BenchEntry] = {}
         for entry in self.entries:
-            if entry.arch in by_arch:
-                raise ValueError(f"table has two rows for {entry.arch.label()}")
-            self.space.validate(entry.arch)
-            by_arch[entry.arch] = entry
-        object.__setattr__(self, "_by_arch", by_arch)
+            if entry.arch in self._by_arch:
+                raise ValueError(f"two rows for {entry.arch.label()}")
+            if entry.completed and len(entry.val_accuracy) != epochs:
+                raise ValueError(f"row {entry.arch.label()}: completed with {len(entry.val_accuracy)} epochs, "
+                                 f"the recipe has {epochs}")
+            space.validate(entry.arch)
+            self._by_arch[entry.arch] = entry
+        self.completed = tuple(e for e in self.entries if e.completed)
+        if not self.completed:
+            raise ValueError("no completed rows")
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -121,47 +160,72 @@ class BenchTable:
         try:
             return self._by_arch[arch]
         except KeyError:
-            raise KeyError(f"{arch.label()} ({arch.hash}) is not in the {self.space.name} table") from None
-
-    @property
-    def epochs(self) -> int:
-        return self.entries[0].epochs
+            raise KeyError(f"{arch.label()} ({arch.hash}) has no row in the {self.space.name} table") from None
 
     @property
     def reference_point(self) -> tuple[float, float]:
-        """(throughput, accuracy): the worst of each in the table."""
-        return min(e.throughput for e in self.entries), min(e.accuracy for e in self.entries)
+        """(throughput, accuracy): the worst of each among the completed rows."""
+        return min(e.throughput for e in self.completed), min(e.accuracy for e in self.completed)
 
     def points(self) -> list[tuple[float, float]]:
-        """(throughput, final accuracy) of every row."""
-        return [(e.throughput, e.accuracy) for e in self.entries]
+        """(throughput, final accuracy) of every completed row."""
+        return [(e.throughput, e.accuracy) for e in self.completed]
+
+    def true_front(self) -> list[BenchEntry]:
+        """Completed rows no other completed row beats on both accuracy and throughput, fastest first."""
+        front, best = [], -math.inf
+        for e in sorted(self.completed, key=lambda e: (-e.throughput, -e.accuracy)):
+            if e.accuracy > best:
+                front.append(e)
+                best = e.accuracy
+        return front
 
     def true_hypervolume(self) -> float:
         return self.hypervolume(self.points())
 
     def hypervolume(self, points: Iterable[tuple[float, float]]) -> float:
-        """Hypervolume of (throughput, accuracy) points against the table's reference point."""
+        """Hypervolume of (throughput, accuracy) points (log10 throughput) against the reference point."""
         ref_throughput, ref_accuracy = self.reference_point
         return hypervolume_2d(points, ref_throughput, ref_accuracy)
 
     def hv_ratio(self, points: Iterable[tuple[float, float]]) -> float:
-        """Hypervolume of ``points`` over the true front's: 1.0 when they contain the true front."""
+        """Hypervolume of ``points`` over the true front's: 1.0 when they include the true front."""
         return self.hypervolume(points) / self.true_hypervolume()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"space": self.space.describe(), "provenance": self.provenance, "epochs": self.epochs,
-                "rows": [e.to_dict() for e in self.entries]}
+        """The ``mixerbench/1`` JSON object (rows name mixers when every stage has one depth and width)."""
+        by_mixers = all(len(s.depths) == 1 and len(s.widths) == 1 for s in self.space.stages)
+        provenance = {k: v for k, v in self.provenance.items() if k not in ("format", "space", "rows")}
+        recipe = {**(provenance.get("recipe") or {}), "epochs": self.epochs}
+        return {"format": TABLE_FORMAT, "space": self.space.describe(), **provenance, "recipe": recipe,
+                "rows": [e.to_row(by_mixers) for e in self.entries]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BenchTable":
-        space_desc = d.get("space")
-        space = SearchSpace.from_dict(space_desc) if isinstance(space_desc, Mapping) else get_space(str(space_desc))
-        return cls(space=space, entries=tuple(BenchEntry.from_dict(r) for r in d["rows"]),
-                   provenance=dict(d.get("provenance") or {}))
+        if d.get("format") != TABLE_FORMAT:
+            raise ValueError(f"format must be {TABLE_FORMAT!r}, got {d.get('format')!r}")
+        space = SearchSpace.from_dict(d["space"])
+        rows = [BenchEntry.from_row(row, space) for row in d["rows"]]
+        epochs = (d.get("recipe") or {}).get("epochs")
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"recipe.epochs must be a positive int, got {epochs!r}")
+        provenance = {k: v for k, v in d.items() if k not in ("format", "space", "rows")}
+        return cls(space, rows, epochs, provenance)
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance plus what the quality numbers rest on: sizes, true front, reference point."""
+        ref_throughput, ref_accuracy = self.reference_point
+        front = self.true_front()
+        build = {k: v for k, v in (self.provenance.get("build") or {}).items() if k != "runs"}
+        return {**self.provenance, "build": build, "space": self.space.name,
+                "epochs": self.epochs, "rows": len(self.entries), "completed_rows": len(self.completed),
+                "true_front_size": len(front), "true_front": [e.arch.label() for e in front],
+                "true_hypervolume": self.true_hypervolume(), "reference_point": {
+                    "throughput": ref_throughput, "accuracy": ref_accuracy}}
 
 
 def load_table(path: str | Path) -> BenchTable:
-    """Read a table written by ``BenchTable.to_dict`` as JSON; ValueError names the file and the problem."""
+    """Read a ``mixerbench/1`` JSON table; ValueError naming the file and the problem."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -172,8 +236,13 @@ def load_table(path: str | Path) -> BenchTable:
     try:
         return BenchTable.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"benchmark table {path}: {exc}") from None
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"benchmark table {path}: {detail}") from None
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _optional(kind: type, value: Any) -> Any:
+    return None if value is None else kind(value)

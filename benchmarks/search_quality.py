@@ -1,0 +1,179 @@
+"""Search quality on MixerBench: the hypervolume each strategy finds at 25-200 evaluations, simulated.
+
+Every strategy of ``nas.strategies.STRATEGY_NAMES`` that can be built here (one needing a missing
+optional extra is skipped, with the reason in the JSON) is simulated once per seed and budget by
+``nas.bench.simulator`` on the committed table: the real strategy, searcher (the space's seeds
+first), budget tracker and Ray Tune scheduler, with the recorded trials answered from the table.
+The budget counts evaluations (trials started).  Reported per strategy and budget: the
+hypervolume of the found front (accuracy vs log10 throughput; completed trials, see
+``nas.bench.quality``) over the table's true front, mean and sample std over seeds.  ``results``
+runs as ``nas search`` does by default (ASHA early stopping); ``results_no_early_stopping``
+trains every trial to the end.
+
+    python -m benchmarks.search_quality --seeds 20 --json benchmarks/results/search_quality.json \\
+        [--table benchmarks/mixerbench/mixerbench.json] [--png benchmarks/results/search_quality.png]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from nas.bench import TabularEvaluator, load_table
+from nas.bench.quality import FOUND_FRONT_RULE, QualityStats, search_quality
+from nas.budget import parse_budget
+from nas.search.scheduler import GRACE_EPOCHS, REDUCTION_FACTOR
+from nas.strategies import STRATEGY_NAMES, create_strategy
+from search_spaces import SearchSpace
+
+from benchmarks.charts import Panel, Series, save_line_chart
+
+DEFAULT_TABLE = "benchmarks/mixerbench/mixerbench.json"
+DEFAULT_JSON = "benchmarks/results/search_quality.json"
+DEFAULT_PNG = "benchmarks/results/search_quality.png"
+BUDGETS = (25, 50, 100, 200)
+MODES = {"results": True, "results_no_early_stopping": False}  # JSON key -> ASHA on
+
+
+def available_strategies(space: SearchSpace, wanted: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """(strategies that can be built here, {skipped strategy: why}) among ``wanted`` (default: all)."""
+    usable, skipped = [], {}
+    for name in wanted or STRATEGY_NAMES:
+        try:
+            create_strategy(name, space, seed=0)
+        except ValueError as exc:
+            if name not in STRATEGY_NAMES:
+                raise
+            skipped[name] = str(exc)
+            continue
+        usable.append(name)
+    return usable, skipped
+
+
+def run_benchmark(evaluator: TabularEvaluator, strategies: list[str], budgets: list[int], seeds: list[int],
+                  workers: int, out: TextIO | None = None) -> tuple[dict[str, dict[str, dict[str, QualityStats]]], dict]:
+    """{mode key: {strategy: {budget: stats}}} and {strategy: seconds} for every strategy, budget and mode."""
+    results: dict[str, dict[str, dict[str, QualityStats]]] = {key: {} for key in MODES}
+    timings: dict[str, float] = {}
+    out = out or sys.stdout
+    for strategy in strategies:
+        started = time.perf_counter()
+        for key, asha in MODES.items():
+            results[key][strategy] = {
+                str(b): search_quality(evaluator, strategy, parse_budget(f"{b}trials"), seeds, workers=workers,
+                                       asha=asha) for b in budgets}
+        timings[strategy] = time.perf_counter() - started
+        print(f"{strategy}: {len(seeds)} seeds x {len(budgets)} budgets x {len(MODES)} modes in "
+              f"{timings[strategy]:.1f} s", file=out, flush=True)
+    return results, timings
+
+
+def format_results(results: dict[str, dict[str, dict[str, QualityStats]]]) -> str:
+    """One line per strategy and budget: HV ratio with ASHA (completed / with stopped) and without."""
+    header = (f"{'strategy':<16} {'budget':>6}  {'HV ratio ASHA':>15}  {'+stopped':>8}  {'device-h':>8}  "
+              f"{'HV ratio no ES':>15}  {'device-h':>8}")
+    lines = [header, "-" * len(header)]
+    asha, fifo = results["results"], results["results_no_early_stopping"]
+    for strategy, by_budget in asha.items():
+        for budget, s in by_budget.items():
+            f = fifo[strategy][budget]
+            lines.append(f"{strategy:<16} {budget:>6}  {s.hv_ratio_mean:>7.3f} ± {s.hv_ratio_std:<5.3f}  "
+                         f"{s.hv_ratio_with_stopped_mean:>8.3f}  {s.device_h_mean:>8.3f}  "
+                         f"{f.hv_ratio_mean:>7.3f} ± {f.hv_ratio_std:<5.3f}  {f.device_h_mean:>8.3f}")
+    return "\n".join(lines)
+
+
+def write_png(path: str | Path, results: dict[str, dict[str, dict[str, QualityStats]]], seeds: int) -> Path:
+    titles = {"results": "with ASHA (the nas search default)", "results_no_early_stopping": "no early stopping"}
+    lowest = min(s.hv_ratio_mean - s.hv_ratio_std for per in results.values() for by_budget in per.values()
+                 for s in by_budget.values())
+    y_range = (max(0.0, math.floor(lowest * 10) / 10), 1.0)
+    panels = [Panel(title=titles[key], x_label="budget (evaluations)",
+                    y_label=f"found / true hypervolume (mean ± std of {seeds} seeds)",
+                    series=[Series(strategy, [(int(b), s.hv_ratio_mean, s.hv_ratio_std) for b, s in by_budget.items()])
+                            for strategy, by_budget in results[key].items()], y_range=y_range)
+              for key in MODES]
+    return save_line_chart(path, panels)
+
+
+def table_provenance(path: Path, evaluator: TabularEvaluator) -> dict[str, Any]:
+    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), **evaluator.table.describe()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20, help="searches per strategy and budget (seeds 0..N-1)")
+    parser.add_argument("--json", default=DEFAULT_JSON, help=f"result file (default {DEFAULT_JSON})")
+    parser.add_argument("--table", default=DEFAULT_TABLE, help=f"benchmark table (default {DEFAULT_TABLE})")
+    parser.add_argument("--png", default=DEFAULT_PNG, help=f"HV ratio vs budget chart (default {DEFAULT_PNG})")
+    parser.add_argument("--strategies", help="comma-separated subset (default: every strategy that can be built)")
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="comma-separated evaluation counts")
+    parser.add_argument("--workers", type=int, default=4, help="trials running at once in the simulation")
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, KeyError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.seeds < 1 or args.workers < 1:
+        raise ValueError("--seeds and --workers must be >= 1")
+    budgets = _positive_ints("--budgets", args.budgets)
+    table_path = Path(args.table)
+    evaluator = TabularEvaluator(load_table(table_path))
+    table = evaluator.table
+    if table.provenance.get("complete") is False:
+        raise ValueError(f"benchmark table {table_path} is incomplete ({len(table)} of "
+                         f"{table.provenance.get('architectures')} architectures): finish the build first")
+    wanted = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+    for name in wanted or []:
+        if name not in STRATEGY_NAMES:
+            raise ValueError(f"unknown strategy {name!r}; choices: {', '.join(STRATEGY_NAMES)}")
+    strategies, skipped = available_strategies(table.space, wanted)
+    for name, why in skipped.items():
+        print(f"skipping {name}: {why}")
+    print(f"table {table_path}: {len(table)} rows, {table.epochs} epochs, true front of "
+          f"{len(table.true_front())}; {args.seeds} seeds, budgets {budgets}, {args.workers} workers")
+    seeds = list(range(args.seeds))
+    results, timings = run_benchmark(evaluator, strategies, budgets, seeds, args.workers)
+    print(format_results(results))
+    report = {
+        "table": table_provenance(table_path, evaluator),
+        **{key: {s: {b: stats.to_json() for b, stats in by_budget.items()} for s, by_budget in per.items()}
+           for key, per in results.items()},
+        "settings": {"budget": "evaluations (trials started)", "budgets": budgets, "seeds": seeds,
+                     "workers": args.workers, "found_front": FOUND_FRONT_RULE,
+                     "asha": {"time_attr": "epoch", "grace_period": GRACE_EPOCHS,
+                              "reduction_factor": REDUCTION_FACTOR, "max_t": table.epochs},
+                     "std": "sample standard deviation over seeds"},
+        "skipped": skipped,
+        "seconds": {s: round(t, 2) for s, t in timings.items()},
+    }
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+    if args.png:
+        print(f"wrote {write_png(args.png, results, args.seeds)}")
+    return 0
+
+
+def _positive_ints(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{flag} must be positive integers, got {text!r}")
+    return values
+
+
+if __name__ == "__main__":
+    sys.exit(main())
