@@ -190,7 +190,11 @@ class BenchTable:
 
     def hv_ratio(self, points: Iterable[tuple[float, float]]) -> float:
         """Hypervolume of ``points`` over the true front's: 1.0 when they include the true front."""
-        return self.hypervolume(points) / self.true_hypervolume()
+        true = self.true_hypervolume()
+        if true <= 0:
+            raise ValueError("the table's true front has zero hypervolume (its best-accuracy row is also its slowest, "
+                             "and its fastest the least accurate): no search can be rated on it")
+        return self.hypervolume(points) / true
 
     def to_dict(self) -> dict[str, Any]:
         """The ``mixerbench/1`` JSON object (rows name mixers when every stage has one depth and width)."""
