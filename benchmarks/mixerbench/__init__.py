@@ -12,7 +12,8 @@ committed table ``benchmarks/mixerbench/mixerbench.json``::
     python -m benchmarks.mixerbench build [--db sqlite:///benchmarks/mixerbench.db] [--limit N] [--resume]
     python -m benchmarks.mixerbench export [--db ...] [--out benchmarks/mixerbench/mixerbench.json]
 
-Table format (``FORMAT`` = "mixerbench/1"), one JSON object; ``rows`` has one object per line::
+Table format ``mixerbench/1`` (read by ``nas.bench.table.load_table``), one JSON object with one
+header field per line and one row per line::
 
     {
      "format": "mixerbench/1",
@@ -40,7 +41,8 @@ Table format (``FORMAT`` = "mixerbench/1"), one JSON object; ``rows`` has one ob
 Row fields:
 
 - ``mixers``: one mixer per stage; the architecture is the space's member with these mixers (the
-  one depth, width and per-mixer ``mixer_kwargs`` of each stage in ``space``), see ``row_architecture``.
+  one depth, width and per-mixer ``mixer_kwargs`` of each stage in ``space``):
+  ``nas.bench.table.row_architecture(space, mixers)``.
   ``arch_hash`` is its ``Architecture.hash`` (the store's key).  Rows are in the grid order
   (stage 1's mixer varying slowest, in the order the space lists them).
 - ``status``: ``completed`` (trained every epoch of the recipe), or ``failed`` (the trial raised;
@@ -62,7 +64,6 @@ to 10 ms); the table is a few hundred KB.
 """
 from __future__ import annotations
 
-FORMAT = "mixerbench/1"
 SPACE = "mixerbench"
 DEFAULT_DB = "sqlite:///benchmarks/mixerbench.db"
 DEFAULT_SEARCH = "mixerbench"

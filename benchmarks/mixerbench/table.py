@@ -4,29 +4,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
+from nas.bench.table import TABLE_FORMAT
 from nas.errors import UsageError
 from nas.store import Store, TrialRecord, TrialStatus
 from search_spaces import Architecture, SearchSpace
 
-from benchmarks.mixerbench import FORMAT
 from benchmarks.mixerbench.runs import read_runs
 
-__all__ = ["build_table", "write_table", "row_architecture", "rows_summary"]
-
-
-def row_architecture(space: SearchSpace, mixers: Iterable[str]) -> Architecture:
-    """The member of ``space`` with these per-stage mixers (every stage of a bench space has one depth and width)."""
-    mixers = tuple(mixers)
-    if len(mixers) != len(space.stages):
-        raise ValueError(f"{space.name}: a row needs {len(space.stages)} mixers, got {list(mixers)}")
-    choices = {}
-    for i, (stage, mixer) in enumerate(zip(space.stages, mixers), start=1):
-        if len(stage.depths) != 1 or len(stage.widths) != 1:
-            raise ValueError(f"{space.name}: stage{i} has several depths or widths; rows name mixers only")
-        choices |= {f"stage{i}.mixer": mixer, f"stage{i}.depth": stage.depths[0], f"stage{i}.width": stage.widths[0]}
-    return space.arch_from_choices(choices)
+__all__ = ["build_table", "write_table", "rows_summary"]
 
 
 def build_table(store: Store, search_name: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
@@ -61,7 +48,7 @@ def build_table(store: Store, search_name: str, artifacts_dir: Path | None = Non
     runs = read_runs(artifacts_dir / search_name) if artifacts_dir is not None else []
     config = search.config
     return {
-        "format": FORMAT,
+        "format": TABLE_FORMAT,
         "space": space.describe(),
         "architectures": len(order),
         "complete": len(completed) == len(order),
