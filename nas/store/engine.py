@@ -7,11 +7,13 @@ is used as given.
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect, select
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .migrations import READABLE_OLD_VERSIONS, MigrationError, migrate
@@ -31,6 +33,33 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def display_url(url: str | URL) -> str:
+    """``url`` as it may be printed, logged or shown on a page: any password replaced by ``***``."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # unparsable: mask whatever sits between "user:" and "@"
+        return _USER_PASSWORD.sub(r"\1***@", url)
+
+
+_USER_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def error_line(exc: BaseException) -> str:
+    """One true line for a database error: the driver's own message, without SQLAlchemy's SQL echo and
+    "Background on this error" link or the driver's indented hints (psycopg's "Is the server running...")."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(inner).splitlines()
+             if line.strip() and not line.strip().startswith("(Background on this error")]
+    if not lines:
+        return type(inner).__name__
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:  # "Multiple connection attempts failed. All failures were:"
+        first = f"{first} {lines[1].lstrip('- ')}"
+    return first
+
+
 def sqlite_path(url: str) -> Path | None:
     u = make_url(url)
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
@@ -39,13 +68,12 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def make_engine(url: str, *, create: bool) -> Engine:
-    """Engine for ``url``; with ``create=False`` a missing SQLite file is an error, not a new DB."""
+    """Engine for ``url``; with ``create=False`` a missing SQLite file is an error, not a new DB, and a
+    file this process cannot write (read-only filesystem or directory) is opened read-only."""
     url = normalise_url(url)
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(f"invalid database URL {url!r}") from None
+    parsed = _parse(url)
     path = sqlite_path(url)
+    read_only_url = None
     if path is not None:
         if not create and not path.exists():
             raise StoreError(f"database file {str(path)!r} does not exist")
@@ -57,15 +85,47 @@ def make_engine(url: str, *, create: bool) -> Engine:
                 raise StoreError(f"cannot create database {str(path)!r}: directory {str(parent)!r} is not writable")
         if path.exists() and path.is_dir():
             raise StoreError(f"database path {str(path)!r} is a directory")
+        if not create:
+            read_only_url = sqlite_read_only_url(path)
     try:
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            engine = create_engine(read_only_url or url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_read_only_pragmas if read_only_url else _sqlite_pragmas)
+            event.listen(engine, "handle_error", _sqlite_damaged(display_url(url)))
         else:
             engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, ImportError, SQLAlchemyError) as exc:
-        raise StoreError(f"cannot use database URL {url!r}: {exc}") from None
+        raise StoreError(f"cannot use database URL {display_url(url)!r}: {error_line(exc)}") from None
     return engine
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"invalid database URL {display_url(url)!r}") from None
+    except ValueError:  # make_url's int(port): "invalid literal for int() with base 10"
+        raise StoreError(f"invalid database URL {display_url(url)!r}: the port is not a number") from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise StoreError(f"invalid database URL {display_url(url)!r}: the port must be between 1 and 65535")
+    return parsed
+
+
+def sqlite_read_only_url(path: Path) -> str | None:
+    """A read-only SQLite URI for a database this process cannot write, else None.
+
+    Even reading a WAL database needs its ``-shm``/``-wal`` files, which SQLite creates beside it.
+    In a directory that cannot be written, ``mode=ro`` works only if both exist; without a ``-wal``
+    file every committed transaction is in the main file, so ``immutable=1`` reads it as it is.
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    dir_writable = os.access(directory, os.W_OK)
+    if dir_writable and os.access(path, os.W_OK):
+        return None
+    options = "mode=ro"
+    if not dir_writable and not Path(f"{path}-wal").exists():
+        options += "&immutable=1"
+    return f"sqlite:///file:{urllib.parse.quote(str(path.resolve()))}?{options}&uri=true"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -76,6 +136,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
+    dbapi_conn.execute("PRAGMA foreign_keys=ON")  # journal mode and sync level would be writes
+
+
+def _sqlite_damaged(shown_url: str):
+    """A ``handle_error`` hook: SQLite's plain DatabaseError ("database disk image is malformed", "file is
+    not a database") means a damaged file; say so in one line instead of SQLAlchemy's traceback."""
+    def handle(context) -> None:
+        if type(context.sqlalchemy_exception) is DatabaseError:
+            raise StoreError(f"database {shown_url!r} is damaged: {error_line(context.original_exception)} "
+                             f"(restore a copy, or salvage it with `sqlite3 FILE .recover`)")
+    return handle
+
+
 def ensure_schema(engine: Engine, *, create: bool) -> int:
     """Create tables on an empty DB, upgrade an older one in place; refuse a newer (or foreign) schema.
     Returns the store's schema version (older than ``SCHEMA_VERSION`` only for a store that could
@@ -84,10 +158,8 @@ def ensure_schema(engine: Engine, *, create: bool) -> int:
 
     try:
         tables = set(inspect(engine).get_table_names())
-    except OperationalError as exc:
-        raise StoreError(f"cannot open database {engine.url!r}: {exc.orig}") from None
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot open database {engine.url!r}: {exc}") from None
+        raise StoreError(f"cannot open database {engine.url!r}: {error_line(exc)}") from None
     if not tables:
         if not create:
             raise StoreError(f"database {engine.url!r} holds no mixer-nas results")
@@ -96,7 +168,7 @@ def ensure_schema(engine: Engine, *, create: bool) -> int:
             with Session(engine) as s, s.begin():
                 s.add(VersionInfo(schema_version=SCHEMA_VERSION, library_version=__version__))
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot write database {engine.url!r}: {getattr(exc, 'orig', exc)}") from None
+            raise StoreError(f"cannot write database {engine.url!r}: {error_line(exc)}") from None
         return SCHEMA_VERSION
     if "version_info" not in tables:
         raise StoreError(f"database {engine.url!r} is not a mixer-nas store (no version_info table)")
