@@ -3,3 +3,5 @@
 ``nas dashboard`` (``dashboard.command``) launches ``dashboard/app.py``; ``data`` turns store queries
 into pandas frames, ``charts`` builds the plotly figures and ``panels`` lays out each part of the page.
 """
+
+DB_ENV = "NAS_DASHBOARD_DB"  # how `nas dashboard` hands the database URL to Streamlit: environment, not argv (`ps`)

@@ -1,4 +1,4 @@
-"""mixer-nas dashboard: ``streamlit run dashboard/app.py -- --db URL`` (or ``nas dashboard --db URL``).
+"""mixer-nas dashboard: ``nas dashboard --db URL`` (or ``NAS_DASHBOARD_DB=URL streamlit run dashboard/app.py``).
 
 The sidebar picks the search; everything below the title is one fragment, which re-runs every
 ``REFRESH_SECONDS`` while that search is running, so a live search updates without a page reload.
@@ -12,12 +12,13 @@ from dashboard.data import REFRESH_SECONDS, db_url_from_process, fetch_searches,
 from dashboard.frames import stage_count, trials_frame
 from nas.front import summarise
 from nas.store import StoreError
+from nas.store.engine import display_url
 
 st.set_page_config(page_title="mixer-nas dashboard", page_icon=":material/insights:", layout="wide")
 st.title("mixer-nas · accuracy vs throughput")
 
 db_url = db_url_from_process()
-st.sidebar.caption(f"Database: `{db_url}`")
+st.sidebar.caption(f"Database: `{display_url(db_url)}`")
 try:
     searches = fetch_searches(db_url)
 except StoreError as exc:

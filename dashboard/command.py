@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import signal
 import socket
 import subprocess
@@ -10,8 +12,10 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from dashboard import DB_ENV
 from nas.errors import UsageError
 from nas.store import DEFAULT_URL, normalise_url, open_store
+from nas.store.engine import display_url
 
 APP = Path(__file__).with_name("app.py")
 
@@ -29,24 +33,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def streamlit_command(url: str, host: str, port: int) -> list[str]:
+def streamlit_command(host: str, port: int) -> list[str]:
     """Headless, local, no telemetry, no file watcher; an unexpected error shows its type on the page
-    and its traceback only in this terminal; no "Deploy" button."""
+    and its traceback only in this terminal; no "Deploy" button.  The database URL is not here: it
+    travels in the child's environment (``streamlit_env``), out of sight of ``ps``."""
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
             "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--client.showErrorDetails", "type",
-            "--client.toolbarMode", "minimal", "--", "--db", url]
+            "--client.toolbarMode", "minimal"]
 
 
-def _check_port_free(host: str, port: int) -> None:
+def streamlit_env(url: str) -> dict[str, str]:
+    return {**os.environ, DB_ENV: url}
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """Bind once as the server will, so a bad --host or a busy --port is one line before Streamlit starts."""
     if not 0 < port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {port}")
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a valid host name"
+        raise UsageError(f"--host {host!r} is not an address or a known host name ({reason})") from None
+    with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: ignore TIME_WAIT leftovers
         try:
-            sock.bind((host, port))
+            sock.bind(address)
         except OSError as exc:
-            raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"cannot listen on {host}:{port}: the port is in use; choose another --port") from None
+            if exc.errno == errno.EACCES and port < 1024:
+                raise UsageError(f"cannot listen on {host}:{port}: ports below 1024 need privileges; choose "
+                                 f"another --port") from None
+            raise UsageError(f"cannot listen on {host}:{port}: --host {host!r} cannot be bound here "
+                             f"({exc.strerror}); use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0") from None
 
 
 def absolute_url(url: str) -> str:
@@ -62,10 +84,11 @@ def absolute_url(url: str) -> str:
 def run(args: argparse.Namespace) -> int:
     open_store(args.db).close()  # a missing or foreign database fails here, as one line, before Streamlit starts
     url = absolute_url(args.db)
-    _check_port_free(args.host, args.port)
+    check_listen_address(args.host, args.port)
     signal.signal(signal.SIGTERM, _interrupt)  # a plain `kill` stops Streamlit too, like Ctrl-C
-    proc = subprocess.Popen(streamlit_command(url, args.host, args.port))
-    print(f"mixer-nas dashboard for {url}: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
+    proc = subprocess.Popen(streamlit_command(args.host, args.port), env=streamlit_env(url))
+    print(f"mixer-nas dashboard for {display_url(url)}: http://{args.host}:{args.port}/  (Ctrl-C stops it)",
+          flush=True)
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -13,16 +13,17 @@ from typing import Callable, Mapping, Sequence, TypeVar
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
+from dashboard import DB_ENV
 from nas.store import DEFAULT_URL, SearchRecord, Store, StoreError, TrialRecord, normalise_url, open_store
-
-DB_ENV = "NAS_DASHBOARD_DB"
+from nas.store.engine import display_url, error_line
 REFRESH_SECONDS = 2  # live-refresh period of a running search; also the query cache TTL
 
 T = TypeVar("T")
 
 
 def resolve_db_url(argv: Sequence[str], environ: Mapping[str, str]) -> str:
-    """``--db`` from the script arguments, else ``$NAS_DASHBOARD_DB``, else the CLI default."""
+    """``--db`` from the script arguments, else ``$NAS_DASHBOARD_DB`` (how ``nas dashboard`` passes it, out of
+    sight of ``ps``), else the CLI default."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--db")
     known, _ = parser.parse_known_args(list(argv))
@@ -39,7 +40,7 @@ def _read(url: str, query: Callable[[Store], T]) -> T:
     try:
         return query(_store(url))
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read {url}: {getattr(exc, 'orig', exc)}") from None
+        raise StoreError(f"cannot read {display_url(url)}: {error_line(exc)}") from None
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
@@ -59,5 +60,5 @@ def fetch_trial(url: str, trial_id: int) -> TrialRecord | None:
 
 
 def db_url_from_process() -> str:
-    """The URL this Streamlit process was started for (``streamlit run app.py -- --db URL``)."""
+    """The URL this Streamlit process was started for (``$NAS_DASHBOARD_DB``, or ``streamlit run app.py -- --db URL``)."""
     return resolve_db_url(sys.argv[1:], os.environ)

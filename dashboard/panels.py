@@ -14,6 +14,7 @@ import streamlit as st
 from nas.formatting import fmt
 from nas.front import SearchStats
 from nas.store import SearchRecord, TrialRecord, TrialStatus
+from nas.store.engine import display_url
 
 from . import charts
 from .data import fetch_trial
@@ -171,7 +172,8 @@ def _close_detail() -> None:
 
 
 def export_command(trial_id: int, url: str) -> str:
-    return f"nas export {trial_id} --out {shlex.quote(f'exported/trial-{trial_id}')} --db {shlex.quote(url)}"
+    return (f"nas export {trial_id} --out {shlex.quote(f'exported/trial-{trial_id}')} "
+            f"--db {shlex.quote(display_url(url))}")  # a password is never shown on the page
 
 
 def render_detail(url: str, trial_id: int) -> None:

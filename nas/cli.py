@@ -28,6 +28,11 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}{hint}; see `{self.prog} --help`\n")
 
 
+def one_line(message: str) -> str:
+    """An error message on one line, whatever a library put in it (several lines become "; "-joined)."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip()) or "(no details)"
+
+
 def _package_version() -> str:
     """The installed distribution's version; ``nas.__version__`` when run from a tree that is not installed."""
     from importlib.metadata import PackageNotFoundError, version
@@ -58,15 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from nas.errors import UsageError
     from nas.store import StoreError
+    from nas.store.engine import error_line
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (UsageError, StoreError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # a database failure no store method put into words
+        print(f"error: database error: {error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

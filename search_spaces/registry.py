@@ -53,9 +53,25 @@ def _space_from_file(path: Path) -> SearchSpace:
 def _parse(where: str, text: str, yaml_syntax: bool) -> SearchSpace:
     try:
         description = yaml.safe_load(text) if yaml_syntax else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{where}: not valid {'YAML' if yaml_syntax else 'JSON'}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{where}: not valid YAML{_yaml_problem(exc)}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not valid JSON: {exc}") from None
     try:
         return SearchSpace.from_dict(description)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's several-line report (with source excerpts and carets) as one line: where and what."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return f": {' '.join(str(exc).split())}"
+    line = f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark.line != mark.line:
+        line += f" ({context} started at line {context_mark.line + 1})"
+    elif context:
+        line += f" ({context})"
+    return line

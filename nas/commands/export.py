@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--search", help="search name for --best/--pareto (default: the newest search)")
     p.add_argument("--num-classes", type=int, help="replace the proxy classifier with a fresh N-class head")
     p.add_argument("--no-weights", action="store_true", help="export the architecture only")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out (only once the new export is "
+                                                        "complete; never a directory holding the results)")
     p.add_argument("--db", default=DEFAULT_URL, help=f"SQLAlchemy URL or SQLite path (default {DEFAULT_URL})")
     p.set_defaults(func=run)
 
@@ -32,51 +33,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verify-export", help="load an exported directory through timm and run one forward pass",
         description="Check that DIR loads with timm.create_model('local-dir:DIR', pretrained=True).")
     v.add_argument("dir", help="directory written by `nas export`")
+    v.add_argument("--no-weights", action="store_true",
+                   help="accept a directory without model.safetensors (an architecture-only export)")
     v.set_defaults(func=run_verify)
 
 
 def run_verify(args: argparse.Namespace) -> int:
     import torch
 
-    from nas.export import load_exported
+    from nas.export import WEIGHTS_FILE, load_exported
 
-    model = load_exported(args.dir).eval()
+    model = load_exported(args.dir, require_weights=not args.no_weights).eval()
     c, h, w = model.pretrained_cfg["input_size"]
     with torch.inference_mode():
         out = model(torch.zeros(1, c, h, w))
     params = sum(p.numel() for p in model.parameters())
-    print(f"ok: {args.dir} loads as hybrid_metaformer ({params:,} parameters, input {c}x{h}x{w}, "
+    weights = "with weights" if (Path(args.dir) / WEIGHTS_FILE).is_file() else "architecture only, random weights"
+    print(f"ok: {args.dir} loads as hybrid_metaformer ({weights}; {params:,} parameters, input {c}x{h}x{w}, "
           f"output {tuple(out.shape)})")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.export import export_trial
+    from nas.export import check_num_classes, export_trials
 
+    check_num_classes(args.num_classes)
     store = open_store(args.db, create=False)
     try:
         if args.trial is not None:
-            targets = [(args.trial, Path(args.out))]
+            targets = [(args.trial, "")]
         else:
             search = args.search or newest_search(store)
             require_search(store, search)
             scored = [t for t in store.trials(search=search, statuses=FEASIBLE_STATES) if t.scored]
             if not scored:
                 raise UsageError(f"search {search!r} has no feasible trial with an accuracy yet")
-            if args.best:
-                targets = [(best_trial(scored).id, Path(args.out))]
-            else:
-                targets = [(t.id, Path(args.out) / f"trial-{t.id}") for t in pareto_front(scored)]
-                if Path(args.out).exists() and any(Path(args.out).iterdir()) and not args.force:
-                    raise UsageError(f"--out {args.out!r} exists and is not empty; pass --force to overwrite it")
-                Path(args.out).mkdir(parents=True, exist_ok=True)
-        for trial_id, out in targets:
-            result = export_trial(store, trial_id, out, num_classes=args.num_classes,
-                                  with_weights=not args.no_weights, force=args.force)
-            kind = "with weights" if result.with_weights else "architecture only"
-            print(f"exported trial {result.trial_id} ({kind}, {result.num_classes} classes) to {result.out_dir}")
-        if len(targets) > 1 or args.trial is None:
-            print(f"load with: import nas, timm; timm.create_model('local-dir:{targets[0][1]}', pretrained=True)")
+            chosen = [best_trial(scored)] if args.best else pareto_front(scored)
+            targets = [(t.id, "" if args.best else f"trial-{t.id}") for t in chosen]
+        results = export_trials(store, targets, args.out, num_classes=args.num_classes,
+                                with_weights=not args.no_weights, force=args.force)
     finally:
         store.close()
+    for result in results:
+        kind = "with weights" if result.with_weights else "architecture only"
+        print(f"exported trial {result.trial_id} ({kind}, {result.num_classes} classes) to {result.out_dir}")
+    if args.trial is None:
+        print(f"load with: import nas, timm; timm.create_model('local-dir:{results[0].out_dir}', "
+              f"pretrained={not args.no_weights})")
     return 0

@@ -13,6 +13,7 @@ from typing import Iterator
 from nas.errors import UsageError
 from nas.front import pareto_front
 from nas.store import DEFAULT_URL, TRIAL_STATES, Store, TrialRecord, open_store
+from nas.store.engine import display_url
 from nas.tables import describe_trial, trials_table
 
 
@@ -63,7 +64,7 @@ def run_show(args: argparse.Namespace) -> int:
     with _reading(args.db) as store:
         trial = store.trial(args.trial)
     if trial is None:
-        raise UsageError(f"no trial {args.trial} in {args.db}")
+        raise UsageError(f"no trial {args.trial} in {display_url(args.db)}")
     if args.json:
         print(json.dumps([trial.to_json()], indent=2))
     else:

@@ -23,7 +23,7 @@ from nas.search.ray_session import check_address, ray_already_running
 from nas.search.settings import DEFAULT_SEED, DEFAULT_STRATEGY, Resources, SearchRequest, SearchSettings
 from nas.store import Store, StoreError, make_engine, normalise_url, open_store
 from nas.store.leases import busy
-from nas.store.engine import sqlite_path
+from nas.store.engine import display_url, sqlite_path
 from nas.strategies import create_strategy
 from nas.trial.datasets import load_dataset
 from nas.trial.measure_settings import MeasureSettings
@@ -57,8 +57,8 @@ def prepare_search(request: SearchRequest) -> PreparedSearch:
     """Validate a request without starting Ray or writing anything (UsageError/ValueError/StoreError)."""
     db_url = normalise_url(request.db)
     if db_url.split("?")[0].rstrip("/") in ("sqlite:", "sqlite:/", "sqlite://") or ":memory:" in db_url:
-        raise UsageError(f"--db {db_url!r} is an in-memory database: a search needs a file or a server, "
-                         f"e.g. --db sqlite:///nas.db")
+        raise UsageError(f"--db {display_url(db_url)!r} is an in-memory database: a search needs a file or a "
+                         f"server, e.g. --db sqlite:///nas.db")
     store = _existing_store(db_url)
     try:
         prepared = _prepare_resume(request, store, db_url) if request.resume is not None else \
@@ -114,7 +114,8 @@ def _prepare_resume(request: SearchRequest, store: Store | None, db_url: str) ->
     search = store.get_search(name) if store is not None else None
     if search is None:
         known = ", ".join(s.name for s in store.list_searches()) if store is not None else ""
-        raise UsageError(f"no search named {name!r} in {db_url}" + (f" (known: {known})" if known else ""))
+        raise UsageError(f"no search named {name!r} in {display_url(db_url)}"
+                         + (f" (known: {known})" if known else ""))
     check_search_name(search.name)  # a name read from the store is checked like one from the CLI
     lease = store.search_lease(name)
     if lease is not None and not lease_is_stale(lease):

@@ -27,6 +27,7 @@ from typing import Any
 
 from nas.device import local_cpu_count, local_gpu_count
 from nas.errors import UsageError
+from nas.search.ray_messages import shorten_raylet_messages
 
 ADDRESS_TIMEOUT_S = 3.0
 ATTACH_TIMEOUT_S = 60.0
@@ -157,6 +158,7 @@ def connect_ray(address: str | None) -> RaySession:
 
     if ray.is_initialized():  # an embedding program (or the test session) already runs one
         return RaySession(connected=False)
+    shorten_raylet_messages()  # a dead worker is one short line on stdout, not 500 characters of ids
     common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
         ray.init(address="local", num_cpus=local_cpu_count(), num_gpus=local_gpu_count(),

@@ -123,8 +123,12 @@ def _load_folder(root: Path, img_size: int) -> DatasetSplit:
         val = create_dataset("", root=str(root), split=val_dirs[0].name, class_map=train.reader.class_to_idx)
     except RuntimeError as exc:  # timm: "Found 0 images in subfolders of ..."
         raise ValueError(f"folder dataset {str(root)!r}: {exc}") from exc
+    classes = sorted(train.reader.class_to_idx)
+    if len(classes) < 2:  # every prediction would be right: accuracy 1.0 for any architecture
+        raise ValueError(f"folder dataset {str(root)!r} has {len(classes)} class ({', '.join(classes)}) in train/; "
+                         f"a proxy task needs at least 2 class folders")
     train.transform, val.transform = train_tf, val_tf
-    return DatasetSplit(train=train, val=val, num_classes=len(train.reader.class_to_idx),
+    return DatasetSplit(train=train, val=val, num_classes=len(classes),
                         mean=tuple(IMAGENET_DEFAULT_MEAN), std=tuple(IMAGENET_DEFAULT_STD),
                         name=f"{FOLDER_PREFIX}{root}")
 

@@ -6,6 +6,7 @@ The recipe is part of a trial's identity: results are reused only for the same a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -41,8 +42,8 @@ class ProxyRecipe:
                 raise ValueError(f"recipe.{name} must be an integer, got {value!r}")
         for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "val_fraction"):
             value = getattr(self, name)
-            if not _is_number(value):
-                raise ValueError(f"recipe.{name} must be a number, got {value!r}")
+            if not _is_number(value) or not math.isfinite(value):
+                raise ValueError(f"recipe.{name} must be a finite number, got {value!r}")
             object.__setattr__(self, name, float(value))
         _require(self.epochs >= 1, "recipe.epochs must be >= 1", self.epochs)
         _require(self.img_size >= 8, "recipe.img_size must be >= 8", self.img_size)
