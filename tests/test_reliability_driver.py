@@ -318,8 +318,8 @@ def toy_space(path: Path) -> str:
     path.write_text(json.dumps({
         "name": "toy", "target_res": 32, "proxy_res": 32,
         "stages": [{"mixer": ["sepconv"], "depth": [1], "width": [16]},
-                   {"mixer": ["sepconv", "dynamic_filter"], "depth": [1], "width": [16]},
-                   {"mixer": ["dynamic_filter"], "depth": [1], "width": [32]},
+                   {"mixer": ["sepconv", "dynamic_filter"], "depth": [1], "width": [16, 32]},
+                   {"mixer": ["sepconv", "dynamic_filter"], "depth": [1], "width": [32]},
                    {"mixer": ["dynamic_filter"], "depth": [1], "width": [32]}],
         "seeds": []}))
     return str(path)
