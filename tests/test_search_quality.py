@@ -294,42 +294,20 @@ def test_table_from_dict_accepts_full_arch_rows():
     assert BenchTable.from_dict(data).entries == table.entries
 
 
-def test_reads_the_table_mixerbench_export_writes(tmp_path):
-    """The file contract with ``benchmarks.mixerbench``: a store's trials, exported, load as the same rows."""
-    from benchmarks.mixerbench.table import build_table, row_architecture, write_table
-    from nas.store import Measurement, open_store
-    from nas.trial.recipe import ProxyRecipe
-    from search_spaces import get_space
 
-    space, recipe = get_space("mixerbench"), ProxyRecipe(dataset="digits", epochs=2)
-    store = open_store(f"sqlite:///{tmp_path}/bench.db", create=True)
-    search = store.create_search(
-        "mixerbench", space="mixerbench", space_description=space.describe(), budget_kind="trials", budget_total=3,
-        budget_text="3trials", device_kind="cpu:test x1",
-        config={"space": "mixerbench", "strategy": "grid", "seed": 0, "recipe": recipe.to_dict(),
-                "measure": MeasureSettings(target_res=32).to_dict(), "asha": False})
-    archs = [row_architecture(space, m) for m in (["sepconv", "sepconv", "mhsa", "mhsa"], ["dynamic_filter"] * 4,
-                                                   ["dynamixer"] * 4)]
-    for arch, curve, throughput in zip(archs[:2], ([0.6, 0.55], [0.5, 0.75]), (5432.1, 2100.0)):
-        trial = store.start_trial(search.id, arch=arch.to_dict(), recipe=recipe.to_dict(), devices_held=1.0)
-        store.record_measurement(trial, Measurement(params=1234, gmacs=0.001, latency_ms=1.5, throughput=throughput,
-                                                    device_kind="cpu:test x1"), device_hours=1.0 / 3600)
-        for epoch, elapsed in enumerate((1.0, 2.5), start=1):
-            store.record_epoch(trial, epoch, {"val_accuracy": curve[epoch - 1], "elapsed_s": elapsed},
-                               best_accuracy=max(curve[:epoch]))
-        store.finish_trial(trial, TrialStatus.COMPLETED, device_hours=4.0 / 3600, accuracy=max(curve))
-    broken = store.start_trial(search.id, arch=archs[2].to_dict(), recipe=recipe.to_dict(), devices_held=1.0)
-    store.finish_trial(broken, TrialStatus.FAILED, device_hours=0.5 / 3600, error="RuntimeError: boom")
-    exported = build_table(store, "mixerbench")
-    store.close()
-    table = load_table(write_table(exported, tmp_path / "mixerbench.json"))
-    assert table.epochs == 2 and table.provenance["complete"] is False and table.provenance["architectures"] == 1764
-    assert [e.arch for e in table] == archs and [e.completed for e in table] == [True, True, False]
-    first = table.entry(archs[0])
-    assert first.val_accuracy == (0.6, 0.55) and first.accuracy == 0.6 and first.throughput == 5432.0
-    assert first.epoch_s == (1.0, 1.5) and first.cost_s() == pytest.approx(4.0)
-    failed = table.entry(archs[2])
-    assert failed.error == "RuntimeError: boom" and failed.throughput is None and failed.cost_s() == 0.5
-    assert [s.error for s in TabularEvaluator(table).reports(archs[2])] == ["RuntimeError: boom"]
-    with pytest.raises(ValueError, match="zero hypervolume"):  # two rows: each the worst in one objective
-        table.hv_ratio(table.points())
+def test_a_row_that_failed_before_its_measurement_replays_as_one_error():
+    table = synthetic_table()
+    data = table.to_dict()
+    data["rows"][0].update(status="failed", error="RuntimeError: boom", val_accuracy=[], epoch_s=[], throughput=None,
+                           latency_ms=None, params=None, gmacs=None, measure_s=0.5)
+    broken = BenchTable.from_dict(data)
+    arch = table.entries[0].arch
+    assert [(s.seconds, s.error) for s in TabularEvaluator(broken).reports(arch)] == [(0.5, "RuntimeError: boom")]
+    assert broken.entry(arch).cost_s() == 0.5 and broken.entry(arch).accuracy is None
+
+
+def test_a_table_whose_true_front_has_no_area_cannot_rate_searches():
+    table = synthetic_table()
+    two = BenchTable(table.space, [table.entries[0], table.entries[-1]], EPOCHS)  # each the worst in one objective
+    with pytest.raises(ValueError, match="zero hypervolume"):
+        two.hv_ratio(two.points())
