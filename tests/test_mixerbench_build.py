@@ -45,7 +45,8 @@ def test_space_has_every_mixer_combination_at_the_tiny_seeds_depths_and_widths()
 def small_space() -> SearchSpace:
     fixed = {"mixer": ["pooling"], "depth": [1], "width": [32]}
     return SearchSpace.from_dict({"name": "six", "target_res": 32, "stages": [
-        {"mixer": ["sepconv", "pooling", "mhsa"], "depth": [1], "width": [32], "mixer_kwargs": {"mhsa": {"head_dim": 16}}},
+        {"mixer": ["sepconv", "pooling", "mhsa"], "depth": [1], "width": [32],
+         "mixer_kwargs": {"mhsa": {"head_dim": 16}}},
         {"mixer": ["pooling"], "depth": [1, 2], "width": [32]}, fixed, fixed]})
 
 
@@ -88,14 +89,15 @@ def _search(store, name: str, recipe: ProxyRecipe, space: SearchSpace):
                                device_kind="cpu:test x1")
 
 
-def _trained_trial(store, search_id: int, arch, recipe: ProxyRecipe, accuracies, elapsed, total_s) -> int:
+def _trained_trial(store, search_id: int, arch, recipe: ProxyRecipe, accuracies, elapsed) -> int:
     trial = store.start_trial(search_id, arch=arch.to_dict(), recipe=recipe.to_dict(), devices_held=1.0)
     store.record_measurement(trial, Measurement(
         params=1234, gmacs=0.00123456, latency_ms=1.23456, throughput=5432.1, latency_iqr_ms=0.01, throughput_iqr=12.5,
         protocol={"img_size": 32, "latency_batch": 1, "throughput_batch": 32, "torch": "9.9", "device": "cpu:test x1"},
         device_kind="cpu:test x1"), device_hours=0.0001)
     for epoch, (acc, seconds) in enumerate(zip(accuracies, elapsed), start=1):
-        store.record_epoch(trial, epoch, {"val_accuracy": acc, "elapsed_s": seconds}, best_accuracy=max(accuracies[:epoch]))
+        store.record_epoch(trial, epoch, {"val_accuracy": acc, "elapsed_s": seconds},
+                           best_accuracy=max(accuracies[:epoch]))
     return trial
 
 
@@ -106,11 +108,11 @@ def test_export_of_a_tiny_store_has_the_documented_shape(tmp_path):
     recipe = ProxyRecipe(dataset="digits", epochs=2)
     store = open_store(f"sqlite:///{tmp_path}/bench.db", create=True)
     earlier = _search(store, "earlier", recipe, space)
-    source = _trained_trial(store, earlier.id, df, recipe, [0.5, 0.75], [2.0, 3.5], 5.0)
+    source = _trained_trial(store, earlier.id, df, recipe, [0.5, 0.75], [2.0, 3.5])
     store.finish_trial(source, TrialStatus.COMPLETED, device_hours=5.0 / 3600, accuracy=0.75)
 
     build = _search(store, "mixerbench", recipe, space)
-    done = _trained_trial(store, build.id, cafe, recipe, [0.6, 0.55], [1.0, 2.25], 4.0)
+    done = _trained_trial(store, build.id, cafe, recipe, [0.6, 0.55], [1.0, 2.25])
     store.finish_trial(done, TrialStatus.COMPLETED, device_hours=4.0 / 3600, accuracy=0.6)
     store.record_reuse(build.id, source)
     broken = store.start_trial(build.id, arch=dyna.to_dict(), recipe=recipe.to_dict(), devices_held=1.0)
@@ -134,7 +136,8 @@ def test_export_of_a_tiny_store_has_the_documented_shape(tmp_path):
     assert first["arch_hash"] == cafe.hash and row_architecture(space, first["mixers"]) == cafe
     assert first["val_accuracy"] == [0.6, 0.55] and first["accuracy"] == 0.6  # best epoch, not the last
     assert first["epoch_s"] == [1.0, 1.25] and first["measure_s"] == 1.75  # 4.0 device-s in all
-    assert (first["throughput"], first["latency_ms"], first["gmacs"], first["params"]) == (5432.0, 1.235, 0.001235, 1234)
+    assert (first["throughput"], first["latency_ms"], first["gmacs"], first["params"]) == \
+        (5432.0, 1.235, 0.001235, 1234)  # rounded to 4 significant digits
     assert reused["val_accuracy"] == [0.5, 0.75] and reused["epoch_s"] == [2.0, 1.5] and reused["measure_s"] == 1.5
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: boom" and failed["val_accuracy"] == []
 

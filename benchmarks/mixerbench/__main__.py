@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--subset", type=int, help="cap on training images (default: the recipe's)")
     b.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (threads) per trial (default 1)")
     b.add_argument("--max-concurrent", type=int, default=2, help="trials at once (default 2)")
-    b.add_argument("--quiet", action="store_true", help="only the search's final summary")
+    b.add_argument("--quiet", action="store_true", help="no progress lines, only the final summary")
     e.add_argument("--out", default=DEFAULT_TABLE, help=f"table file (default {DEFAULT_TABLE})")
     return p
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import TextIO
 import nas.cli
 from nas.errors import UsageError
 from nas.search.prepare import default_artifacts_dir
-from nas.store import Store, TrialStatus, normalise_url, open_store
+from nas.formatting import format_duration
+from nas.store import Store, StoreError, TrialStatus, normalise_url, open_store
 from nas.store.engine import sqlite_path
 from search_spaces import get_space
 
@@ -27,6 +29,8 @@ from benchmarks.mixerbench import SPACE
 from benchmarks.mixerbench.runs import append_run, code_revision
 
 __all__ = ["BuildRequest", "build", "search_argv"]
+
+PROGRESS_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,7 @@ def search_argv(request: BuildRequest, budget_trials: int) -> list[str]:
     for flag, value in (("--dataset", request.dataset), ("--epochs", request.epochs), ("--subset", request.subset)):
         if value is not None:
             argv += [flag, str(value)]
-    if request.quiet:
-        argv.append("--quiet")
-    return argv
+    return argv + ["--quiet"]  # its per-event progress lines re-read every trial: O(n^2) over a build
 
 
 def build(request: BuildRequest, out: TextIO = sys.stdout) -> int:
@@ -73,13 +75,58 @@ def build(request: BuildRequest, out: TextIO = sys.stdout) -> int:
     revision = code_revision()
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
-    code = nas.cli.main(argv)
+    with _ProgressLines(request, request.limit or space_size, None if request.quiet else out):
+        code = nas.cli.main(argv)
     wall_s = time.monotonic() - clock
     if code != 2:  # 2: refused before anything ran
         append_run(request.artifacts_dir / request.name, {
             "started": started.isoformat(timespec="seconds"), "wall_s": round(wall_s, 1), **revision,
             "command": f"nas {' '.join(argv)}", "exit_code": code, "trained": _trained(request)})
     return code
+
+
+class _ProgressLines:
+    """Every ``PROGRESS_EVERY_S``: architectures done, trials trained, rate and time left (read from the store)."""
+
+    def __init__(self, request: BuildRequest, target: int, out: TextIO | None):
+        self.request, self.target, self.out = request, target, out
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mixerbench-progress", daemon=True)
+
+    def __enter__(self) -> "_ProgressLines":
+        if self.out is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        started, trained_before = time.monotonic(), None
+        while not self._stop.wait(PROGRESS_EVERY_S):
+            try:
+                done, trained = _counts(self.request)
+            except (StoreError, ValueError):  # not created yet, or busy: try again next time
+                continue
+            trained_before = trained if trained_before is None else trained_before
+            elapsed = time.monotonic() - started
+            rate = (trained - trained_before) / (elapsed - PROGRESS_EVERY_S) if elapsed > PROGRESS_EVERY_S else 0.0
+            left = f", about {format_duration((self.target - trained) / rate)} left" if rate > 0 else ""
+            print(f"[{format_duration(elapsed)}] {done} architectures done, {trained}/{self.target} trained"
+                  f"{f', {rate * 60:.1f}/min' if rate > 0 else ''}{left}", file=self.out, flush=True)
+
+
+def _counts(request: BuildRequest) -> tuple[int, int]:
+    """(architectures with a finished trial, trials trained) of the build so far."""
+    store = open_store(request.db)
+    try:
+        trials = store.trials(search=request.name)
+    finally:
+        store.close()
+    finished = [t for t in trials if isinstance(t.status, TrialStatus) and t.status.finished]
+    return len({t.arch_hash for t in finished}), sum(not t.reused for t in finished)
 
 
 def _check_build_exists(request: BuildRequest) -> None:
@@ -103,9 +150,4 @@ def _existing_store(db: str) -> Store | None:
 
 def _trained(request: BuildRequest) -> int:
     """Trials of the build trained so far (reused ones excluded)."""
-    store = open_store(request.db)
-    try:
-        return sum(not t.reused and isinstance(t.status, TrialStatus) and t.status.finished
-                   for t in store.trials(search=request.name))
-    finally:
-        store.close()
+    return _counts(request)[1]
