@@ -61,7 +61,8 @@ def error_line(exc: BaseException) -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
-    u = make_url(url)
+    """The file of a SQLite URL (None for other databases and in-memory SQLite); StoreError if malformed."""
+    u = _parse(normalise_url(url))
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         return None
     return Path(u.database)
@@ -111,7 +112,7 @@ def _parse(url: str) -> URL:
     return parsed
 
 
-def sqlite_read_only_url(path: Path) -> str | None:
+def sqlite_read_only_url(path: Path) -> URL | None:
     """A read-only SQLite URI for a database this process cannot write, else None.
 
     Even reading a WAL database needs its ``-shm``/``-wal`` files, which SQLite creates beside it.
@@ -122,10 +123,12 @@ def sqlite_read_only_url(path: Path) -> str | None:
     dir_writable = os.access(directory, os.W_OK)
     if dir_writable and os.access(path, os.W_OK):
         return None
-    options = "mode=ro"
+    options = {"mode": "ro"}
     if not dir_writable and not Path(f"{path}-wal").exists():
-        options += "&immutable=1"
-    return f"sqlite:///file:{urllib.parse.quote(str(path.resolve()))}?{options}&uri=true"
+        options["immutable"] = "1"
+    # A URL object, not a string: SQLAlchemy would unquote the percent-escapes SQLite's URI needs ("#", "?").
+    return URL.create("sqlite", database=f"file:{urllib.parse.quote(str(path.resolve()))}",
+                      query={**options, "uri": "true"})
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
