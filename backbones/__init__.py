@@ -2,8 +2,9 @@
 
 Depends only on ``mixers`` (and torch/timm/fvcore): search spaces, the search and the CLI build on
 it, never the other way round.  Importing this package registers the ``hybrid_metaformer`` timm
-model, so ``timm.create_model("hybrid_metaformer", ...)`` and ``timm.create_model("local-dir:DIR")``
-work afterwards (timm has no plugin entry points: the registering module must be imported).
+model and the seed papers' models (one import line per file below), so ``timm.create_model(NAME, ...)``
+and ``timm.create_model("local-dir:DIR")`` work afterwards (timm has no plugin entry points: the
+registering module must be imported).
 """
 from backbones.flops import FlopProfile, profile
 from backbones.hybrid_metaformer import DEFAULT_ARCH, HybridMetaFormer, stage_input_sizes
