@@ -18,7 +18,7 @@ header field per line and one row per line::
     {
      "format": "mixerbench/1",
      "space": {...},            # SearchSpace.describe() of the built space (rebuild: SearchSpace.from_dict)
-     "architectures": 1764,     # members of the space; "complete": every one has a completed row
+     "architectures": 1764,     # members of the space; "complete": every one has a row
      "complete": true,
      "recipe": {...},           # ProxyRecipe.to_dict() every row was trained with (dataset, epochs, ...)
      "measure": {...},          # MeasureSettings.to_dict(): target_res, batch sizes, warm-up, repeats

@@ -42,7 +42,6 @@ def build_table(store: Store, search_name: str, artifacts_dir: Path | None = Non
         source = _source(store, chosen[arch])
         rows.append(_row(arch, chosen[arch], source))
         sources.append(source)
-    completed = [r for r in rows if r["status"] == TrialStatus.COMPLETED.value]
     protocol = next((s.protocol for s in sources if s.protocol), None) or {}
     finished = [s.finished_at for s in sources if s.finished_at]
     runs = read_runs(artifacts_dir / search_name) if artifacts_dir is not None else []
@@ -51,7 +50,7 @@ def build_table(store: Store, search_name: str, artifacts_dir: Path | None = Non
         "format": TABLE_FORMAT,
         "space": space.describe(),
         "architectures": len(order),
-        "complete": len(completed) == len(order),
+        "complete": len(rows) == len(order),
         "recipe": config.get("recipe"),
         "measure": config.get("measure"),
         "protocol": protocol,
