@@ -27,6 +27,13 @@ Method:
   so the call runs under ``torch.profiler`` with ``profile_memory=True`` and we take the maximum
   running sum of its allocation/free events (same meaning as the CUDA number; library
   workspaces allocated outside torch's allocator are not included).
+
+With ``--official-dir DIR`` it instead compares every mixer that has official code against the
+official module (interleaved, median of 9, 2 threads by default; official time / ours, forward and
+forward+backward per standard configuration; JSON ``benchmarks/results/mixers-vs-official.json``).
+``DIR`` is a scratch directory of official classes (never part of this repository); its layout and the
+protocol are described in ``benchmarks/official_mixers.py`` and ``benchmarks/mixers_vs_official.py``.
+``--shapes 384x14,576x7 --update`` re-measures some configurations and merges them into the JSON.
 """
 from __future__ import annotations
 
@@ -84,8 +91,13 @@ class Result:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     device = _resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    comparing = bool(args.official_dir)
+    if args.threads or comparing:
+        torch.set_num_threads(args.threads or 2)
+    if args.repeats is None:
+        args.repeats = 9 if comparing else 20
+    if args.warmup is None:
+        args.warmup = 2 if comparing else 5
     if args.quick:
         args.repeats, args.warmup, args.batch_size = 3, min(args.warmup, 1), 2
     names = args.mixers.split(",") if args.mixers else list(mixers.MIXER_NAMES)
@@ -93,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"--mixers: unknown {unknown}; registered: {', '.join(mixers.MIXER_NAMES)}")
     memory = _PeakMemory(device)
+    if comparing:
+        from benchmarks import mixers_vs_official
+
+        return mixers_vs_official.run(args, device, args.shapes or STANDARD_SHAPES, _environment(device, memory))
     cases = [Case("standard", m, c, s, args.batch_size) for m in names for c, s in STANDARD_SHAPES]
     sweep = QUICK_SWEEP_SIZES if args.quick else SWEEP_SIZES
     cases += [Case("sweep", m, SWEEP_DIM, s, args.batch_size) for m in names for s in sweep]
@@ -127,20 +143,49 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    p.add_argument("--repeats", type=int, default=20, help="timed calls per case (default 20)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls before timing (default 5)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed calls per case (default 20; with --official-dir: samples per side, default 9)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed calls before timing (default 5; with --official-dir 2 per side)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads (default: torch's choice; 2 with --official-dir)")
     p.add_argument("--quick", action="store_true",
                    help="sanity run: batch 2, 3 repeats, 1 warm-up, sweep 14/28/56 only")
     p.add_argument("--mixers", default="", help="comma-separated subset of the registry (default: all)")
     p.add_argument("--max-case-seconds", type=float, default=30.0,
                    help="cut warm-up and repeats of a case after this long (keeps 1 warm-up, 3 timed calls)")
-    p.add_argument("--out", default="", help="JSON path (default benchmarks/results/mixers-<device>.json)")
+    p.add_argument("--out", default="", help="JSON path (default benchmarks/results/mixers-<device>.json, "
+                   "or mixers-vs-official.json with --official-dir)")
+    official = p.add_argument_group("comparison with the official modules")
+    official.add_argument("--official-dir", default="",
+                          help="scratch directory of official mixer classes: compare against them instead "
+                               "(see benchmarks/official_mixers.py)")
+    official.add_argument("--shapes", type=_shapes, default=None,
+                          help="configurations as CxS, comma-separated (default: the standard four)")
+    official.add_argument("--update", action="store_true",
+                          help="merge into the existing JSON, replacing only the re-measured configurations")
+    official.add_argument("--min-sample-ms", type=float, default=20.0,
+                          help="back-to-back calls per sample so that one sample lasts about this long")
+    official.add_argument("--rtol", type=float, default=1e-4,
+                          help="largest output/gradient difference (relative) for 'same function'")
     args = p.parse_args(argv)
-    if args.repeats < 3 or args.warmup < 0 or args.batch_size < 1 or args.threads < 0:
-        p.error("need --repeats >= 3, --warmup >= 0, --batch-size >= 1, --threads >= 0")
+    if ((args.repeats is not None and args.repeats < 3) or (args.warmup is not None and args.warmup < 0)
+            or args.batch_size < 1 or args.threads < 0 or args.min_sample_ms < 0):
+        p.error("need --repeats >= 3, --warmup >= 0, --batch-size >= 1, --threads >= 0, --min-sample-ms >= 0")
+    if (args.shapes or args.update) and not args.official_dir:
+        p.error("--shapes and --update go with --official-dir")
     return args
+
+
+def _shapes(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        shapes = tuple((int(c), int(s)) for c, s in (item.split("x") for item in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CxS[,CxS...] such as 384x14, got {text!r}") from None
+    if not shapes or any(c < 1 or s < 1 for c, s in shapes):
+        raise argparse.ArgumentTypeError(f"channels and sizes must be positive, got {text!r}")
+    return shapes
 
 
 def _resolve_device(choice: str) -> torch.device:

@@ -35,13 +35,17 @@ Deliberate deviations from the official module (none changes the result at the b
   bf16 ``pwconv2`` weights).  The bf16 ``complex_weights`` of such a model are upcast per forward.
 - Layout, for speed (same arithmetic).  The official module runs everything NHWC, so each FFT over
   (H, W) makes the FFT library gather the channels-last tensor into a channels-first copy, and
-  ``pwconv2`` copies the FFT output back.  Here ``pwconv1`` is evaluated as a batched matmul with its
-  own weight that writes channels-first (B, C', H*W) directly, the FFTs run over contiguous trailing
-  dims, the per-image filter is one real batched matmul (routing (B, C', K) x basis (K, H*F*2)) whose
-  result is already the (re, im)-interleaved layout of a complex64 tensor (no complex einsum), and
-  ``pwconv2`` is a batched matmul reading the channels-first result transposed and writing NHWC.
+  ``pwconv2`` copies the FFT output back.  Here the spectral part runs channel-major, (C', B, H, W):
+  ``pwconv1`` is one matrix product ``W1 @ X^T`` that reads the NHWC input transposed (a BLAS flag,
+  no copy) and writes (C', B*H*W) directly, the FFTs run over the contiguous trailing dims, the
+  per-image filter is one real matrix product (routing (C'*B, K) x basis (K, H*F*2)) whose result is
+  already the (re, im)-interleaved layout of a complex64 tensor (no complex einsum), and ``pwconv2`` is
+  one matrix product reading the channel-major result transposed and writing NHWC.  All three are
+  single ``mm`` calls, so each weight gradient is one product over all B*H*W positions (a batched
+  matmul with an expanded weight would form B per-image gradients and sum them, 2x slower at 14x14
+  and below), and their backward passes keep the operands' layouts (no transposing copies).
   Consequences: ``pwconv1``/``pwconv2`` are ``nn.Linear`` modules used through their weights (forward
-  hooks on them do not fire; a tracer sees ``bmm``, not ``linear``, with the same MACs).
+  hooks on them do not fire; a tracer sees ``mm``, not ``linear``, with the same MACs).
 - ``act1_layer``/``act2_layer`` are fixed to StarReLU/Identity (the official defaults used by every
   DFFormer/CDFFormer model); the ``_gelu``/``_relu`` ablations are not exposed.
 """
@@ -147,29 +151,28 @@ class DynamicFilter(nn.Module):
             weight = resize_filter_grid(weight, height, width)
         return weight
 
-    def _spectral_filter(self, y: torch.Tensor, routing_logits: torch.Tensor, H: int, W: int,
+    def _spectral_filter(self, y: torch.Tensor, routing_logits: torch.Tensor, B: int, H: int, W: int,
                          fdtype: torch.dtype) -> torch.Tensor:
-        """Routing softmax, rfft2, per-image filter and irfft2 in ``fdtype``; (B, C', H*W) -> (B, C', H, W)."""
-        B = y.shape[0]
+        """Routing softmax, rfft2, per-image filter and irfft2 in ``fdtype``; (C', B*H*W) -> (C', B, H, W)."""
         K, Cm = self.num_filters, self.med_channels
         routing = routing_logits.to(fdtype).view(B, K, Cm).softmax(dim=1)            # (B, K, C')
-        spec = torch.fft.rfft2(y.to(fdtype).view(B, Cm, H, W), norm="ortho")        # (B, C', H, F)
+        routing = routing.permute(2, 0, 1).reshape(Cm * B, K)                        # channel-major rows
+        spec = torch.fft.rfft2(y.to(fdtype).view(Cm, B, H, W), norm="ortho")        # (C', B, H, F)
         Hf, Ff = spec.shape[2], spec.shape[3]
         basis = self.filter_grid(Hf, Ff, fdtype).permute(2, 0, 1, 3).reshape(K, Hf * Ff * 2)
-        # filt[b, c] = sum_k routing[b, k, c] * basis[k]: real (re, im)-interleaved -> complex view
-        filt = torch.bmm(routing.transpose(1, 2), basis.expand(B, -1, -1))          # (B, C', H*F*2)
-        spec = spec * torch.view_as_complex(filt.view(B, Cm, Hf, Ff, 2))
-        return torch.fft.irfft2(spec, s=(H, W), norm="ortho")                       # (B, C', H, W)
+        # filt[c, b] = sum_k routing[b, k, c] * basis[k]: real (re, im)-interleaved -> complex view
+        filt = torch.mm(routing, basis).view(Cm, B, Hf, Ff, 2)
+        spec = spec * torch.view_as_complex(filt)
+        return torch.fft.irfft2(spec, s=(H, W), norm="ortho")                       # (C', B, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
         Cm = self.med_channels
         routing_logits = self.reweight(x.mean(dim=(1, 2)))                          # (B, K*C')
-        # pwconv1 written as a batched matmul whose result is channels-first (B, C', H*W): the FFT then
-        # runs over the two contiguous trailing dims with no layout copy (NHWC input needs two).
-        w1 = self.pwconv1.weight
+        # pwconv1 as W1 @ X^T: the NHWC input is read transposed and the result is channel-major
+        # (C', B*H*W), so the FFT runs over the two contiguous trailing dims with no layout copy.
+        y = torch.mm(self.pwconv1.weight, x.reshape(B * H * W, C).t())
         b1 = self.pwconv1.bias
-        y = torch.bmm(w1.expand(B, -1, -1), x.reshape(B, H * W, C).transpose(1, 2))
         if b1 is not None:
             y = y + b1[:, None]
         y = self.act1(y)
@@ -177,13 +180,13 @@ class DynamicFilter(nn.Module):
         if torch.jit.is_scripting():
             # TorchScript needs a constant autocast device; scripted code does not run under eager
             # autocast, so the guard is only needed (and only used) in eager mode.
-            y = self._spectral_filter(y, routing_logits, H, W, fdtype)
+            y = self._spectral_filter(y, routing_logits, B, H, W, fdtype)
         else:
             with torch.autocast(device_type=x.device.type, enabled=False):
-                y = self._spectral_filter(y, routing_logits, H, W, fdtype)
-        y = self.act2(y.to(x.dtype)).reshape(B, Cm, H * W)
-        # pwconv2 as a batched matmul reading the channels-first tensor transposed: NHWC out, no copy.
-        out = torch.bmm(y.transpose(1, 2), self.pwconv2.weight.t().expand(B, -1, -1))
+                y = self._spectral_filter(y, routing_logits, B, H, W, fdtype)
+        y = self.act2(y.to(x.dtype)).view(Cm, B * H * W)
+        # pwconv2 reads the channel-major result transposed and writes NHWC (B*H*W, C): no copy.
+        out = torch.mm(y.t(), self.pwconv2.weight.t())
         b2 = self.pwconv2.bias
         if b2 is not None:
             out = out + b2
