@@ -89,6 +89,9 @@ def test_display_url_masks_the_password_of_any_url():
     assert display_url(f"postgresql://nas:{SECRET}@db.example:port/nas") == "postgresql://nas:***@db.example:port/nas"
     assert display_url("sqlite:////abs/nas.db") == "sqlite:////abs/nas.db"
     assert display_url("rel/nas.db") == "sqlite:///rel/nas.db"
+    assert display_url("sqlite:///:memory:") == "sqlite:///:memory:"  # as given when there is nothing to hide
+    assert display_url(f"postgresql://nas@db/nas?password={SECRET}&sslmode=require") == \
+        "postgresql://nas@db/nas?password=***&sslmode=require"
 
 
 @pytest.mark.parametrize("url, needle", [

@@ -37,10 +37,18 @@ def display_url(url: str | URL) -> str:
     """``url`` as it may be printed, logged or shown on a page: any password replaced by ``***``."""
     if isinstance(url, URL):
         return url.render_as_string(hide_password=True)
+    url = normalise_url(url)
     try:
-        return make_url(normalise_url(url)).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):  # unparsable: mask whatever sits between "user:" and "@"
         return _USER_PASSWORD.sub(r"\1***@", url)
+    secret_options = {key: _MASK for key in parsed.query if "password" in key.lower()}  # ?password=...
+    if parsed.password is None and not secret_options:
+        return url  # as given: rendering would percent-escape e.g. ":memory:"
+    return parsed.update_query_dict(secret_options).render_as_string(hide_password=True).replace(_MASK, "***")
+
+
+_MASK = "MIXERNASMASKED"  # a value rendering leaves alone, swapped for "***" afterwards
 
 
 _USER_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
