@@ -7,7 +7,6 @@ Each test reproduces a case of issue 12 that the driver got wrong before (see th
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ from nas.errors import UsageError
 from nas.search.callback import RecorderStopper
 from nas.search.device_lock import LOCK_DIR_ENV, DeviceLock, lock_dir
 from nas.search.ownership import LeaseKeeper, lease_is_stale, pid_alive, this_driver
-from nas.search.paths import inside, search_dir, tune_dir
+from nas.search.paths import inside, tune_dir
 from nas.search.prepare import check_search_name
 from nas.search.ray_watchdog import descendants
 from nas.search.recorder import INTERRUPTED_ERROR, SearchRecorder, failure_signature

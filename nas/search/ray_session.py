@@ -200,9 +200,12 @@ def _start_watchdog() -> subprocess.Popen | None:
     if not roots or not sys.platform.startswith("linux"):
         return None
     script = Path(__file__).with_name("ray_watchdog.py")
-    return subprocess.Popen([sys.executable, str(script), *map(str, roots)], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            close_fds=True)
+    try:
+        return subprocess.Popen([sys.executable, str(script), *map(str, roots)], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                close_fds=True)
+    except OSError:  # no interpreter to start (an unusual embedding): Ray's own clean-up only
+        return None
 
 
 def trials_that_fit(gpus: float, cpus: float, max_concurrent: int | None) -> int:
