@@ -210,7 +210,7 @@ def test_error_in_a_real_process_is_one_line_without_traceback(tmp_path):
                              "--db", str(tmp_path / "nas.db")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
-        "error: unknown search space 'nope'; known: hybrid_metaformer, hybrid_metaformer_tiny "
+        "error: unknown search space 'nope'; known: hybrid_metaformer, hybrid_metaformer_tiny, mixerbench "
         "(or a path to a .yaml/.yml/.json file)"]
     assert "Traceback" not in result.stderr and not (tmp_path / "nas.db").exists()
 
