@@ -18,6 +18,7 @@ from nas.budget import BudgetTracker, parse_budget
 from nas.errors import UsageError
 from nas.formatting import format_duration
 from nas.front import SearchStats
+from nas.objectives import Outcome
 from nas.search.callback import StoreCallback, describe_error
 from nas.search.prepare import default_artifacts_dir
 from nas.search.ray_session import check_address
@@ -48,27 +49,27 @@ def arch(i: int) -> Architecture:
 class FakeStrategy:
     def __init__(self, proposals: list[Architecture]):
         self.proposals = list(proposals)
-        self.told: list[tuple[Architecture, float | None]] = []
+        self.told: list[tuple[Architecture, Outcome | None]] = []
         self.seen: list[Architecture] = []
 
     def ask(self) -> Architecture | None:
         return self.proposals.pop(0) if self.proposals else None
 
-    def tell(self, a: Architecture, score: float | None) -> None:
-        self.told.append((a, score))
+    def tell(self, a: Architecture, outcome: Outcome | None) -> None:
+        self.told.append((a, outcome))
 
     def mark_seen(self, a: Architecture) -> None:
         self.seen.append(a)
 
 
 class FakeReuser:
-    def __init__(self, scores: dict[Architecture, float] | None = None):
-        self.scores = scores or {}
+    def __init__(self, outcomes: dict[Architecture, Outcome | None] | None = None):
+        self.outcomes = outcomes or {}
         self.asked: list[tuple[Architecture, str | None]] = []
 
     def reuse(self, a: Architecture, seed_name: str | None) -> Reused | None:
         self.asked.append((a, seed_name))
-        return Reused(len(self.asked), self.scores[a]) if a in self.scores else None
+        return Reused(len(self.asked), self.outcomes[a]) if a in self.outcomes else None
 
 
 def make_searcher(strategy, budget="10trials", reuser=None, queued=(), exclude=()):
@@ -101,11 +102,11 @@ def test_seeds_come_first_then_strategy_proposals():
 
 def test_reused_architecture_is_told_not_launched():
     strategy = FakeStrategy([arch(2), arch(3), arch(4)])
-    reuser = FakeReuser({arch(2): 0.75, arch(3): None})  # arch(3): reused but infeasible here
+    reuser = FakeReuser({arch(2): Outcome.trained(0.75), arch(3): Outcome.infeasible()})  # arch(3): infeasible here
     searcher, tracker = make_searcher(strategy, reuser=reuser)
     config = searcher.suggest("t0")
     assert Architecture.from_dict(config["arch"]) == arch(4)
-    assert strategy.told == [(arch(2), 0.75), (arch(3), None)]
+    assert strategy.told == [(arch(2), Outcome.trained(0.75)), (arch(3), Outcome.infeasible())]
     assert tracker.charged == 0  # reuse is free
     assert searcher.live == {"t0": arch(4)}
 
@@ -151,20 +152,24 @@ def test_exhausted_strategy_waits_while_trials_run_then_finishes():
     assert searcher.suggest("d") == Searcher.FINISHED
 
 
-def test_strategy_is_told_best_accuracy_or_none():
+def test_strategy_is_told_best_accuracy_and_measured_speed_or_none():
     strategy = FakeStrategy([arch(i) for i in range(4)])
     searcher, _ = make_searcher(strategy)
     for t in "abcd":
         searcher.suggest(t)
+    measured = {t: {**measure_result(feasible=t != "b"), "throughput": 100.0 * (1 + "abcd".index(t)),
+                    "latency_ms": 2.0} for t in "abcd"}
     for t in "abcd":
-        searcher.on_trial_result(t, measure_result(feasible=t != "b"))
+        searcher.on_trial_result(t, measured[t])
     searcher.on_trial_result("a", epoch_result(1, 0.6))
     searcher.on_trial_complete("a", epoch_result(2, 0.55))  # best, not last
-    searcher.on_trial_complete("b", measure_result(feasible=False))  # infeasible
+    searcher.on_trial_complete("b", measured["b"])  # infeasible: Tune passes its last report, the measurement
     searcher.on_trial_result("c", epoch_result(1, 0.4))
     searcher.on_trial_complete("c", error=True)  # failed
     searcher.on_trial_complete("d", epoch_result(1, 0.3))  # ASHA stop: Tune passes the stopping result here
-    assert strategy.told == [(arch(0), 0.6), (arch(1), None), (arch(2), None), (arch(3), 0.3)]
+    assert strategy.told == [(arch(0), Outcome.trained(0.6, throughput=100.0, latency_ms=2.0)),
+                             (arch(1), Outcome.infeasible(throughput=200.0, latency_ms=2.0)), (arch(2), None),
+                             (arch(3), Outcome.trained(0.3, throughput=400.0, latency_ms=2.0))]
     assert searcher.live == {}
 
 
@@ -370,7 +375,7 @@ def test_reuse_across_searches_needs_same_recipe_and_device_kind(store, tmp_path
     first.trial_completed("t1", checkpoint(tmp_path))
 
     second, _ = recorder_for(store, tmp_path, name="second")
-    assert second.reuse(arch(0), "CAFormer-like") == Reused(2, 0.9)
+    assert second.reuse(arch(0), "CAFormer-like") == Reused(2, Outcome.trained(0.9, throughput=5000.0, latency_ms=2.0))
     assert second.reuse(arch(1), None) is None  # never trained
     row = store.trials(search="second")[0]
     assert row.reused_from == 1 and row.device_hours == 0 and row.status == "completed"
@@ -385,7 +390,7 @@ def test_reuse_across_searches_needs_same_recipe_and_device_kind(store, tmp_path
 
     strict, _ = recorder_for(store, tmp_path, name="strict", measure={"max_latency_ms": 1.0})
     reused = strict.reuse(arch(0), None)
-    assert reused.score is None  # measured 2 ms: infeasible under this search's limit
+    assert not reused.outcome.feasible and reused.outcome.latency_ms == 2.0  # infeasible under this search's limit
     row = store.trial(reused.trial_id)
     assert row.status == "infeasible" and row.error.startswith("reused measurement: latency 2 ms")
 
@@ -464,7 +469,7 @@ def test_resume_replay_marks_interrupted_requeues_and_recharges(store, budget, c
     assert store.trial(interrupted).error == INTERRUPTED_ERROR
     assert queue == [(None, arch(3)), ("all-DF", arch(4))]  # interrupted first, then unevaluated seeds
     assert set(exclude) == {arch(0), arch(1), arch(2)}
-    assert strategy.told == [(arch(0), 0.8), (arch(1), None), (arch(2), None)]
+    assert strategy.told == [(arch(0), Outcome.trained(0.8)), (arch(1), Outcome.infeasible()), (arch(2), None)]
     assert tracker.charged == pytest.approx(charged)
     assert store.get_search("s1").charged == pytest.approx(charged)
 

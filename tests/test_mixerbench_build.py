@@ -10,6 +10,7 @@ from benchmarks.mixerbench.__main__ import main as mixerbench_main
 from benchmarks.mixerbench.runs import RUNS_FILE, append_run
 from benchmarks.mixerbench.table import build_table, write_table
 from nas.bench.table import TABLE_FORMAT, load_table, row_architecture
+from nas.objectives import Outcome
 from nas.store import Measurement, TrialStatus, open_store
 from nas.strategies import create_strategy
 from nas.trial.measure_settings import MeasureSettings
@@ -54,12 +55,12 @@ def test_grid_proposes_every_architecture_once_in_enumeration_order_then_none():
     space = small_space()
     strategy = create_strategy("grid", space, seed=5)
     in_flight = [strategy.ask(), strategy.ask()]  # unanswered proposals are not proposed again
-    strategy.tell(in_flight[0], 0.5)
+    strategy.tell(in_flight[0], Outcome.trained(0.5))
     strategy.tell(in_flight[1], None)
     rest = []
     while (arch := strategy.ask()) is not None:
         rest.append(arch)
-        strategy.tell(arch, 1.0)
+        strategy.tell(arch, Outcome.trained(1.0))
     assert in_flight + rest == list(space.enumerate())
     assert len(rest) == 4 and strategy.ask() is None
 
@@ -69,7 +70,7 @@ def test_grid_skips_architectures_seen_before_their_turn_and_ignores_its_seed():
     order = list(space.enumerate())
     strategy = create_strategy("grid", space, seed=0)
     strategy.mark_seen(order[0])
-    strategy.tell(order[3], 0.9)  # e.g. a seed evaluated first
+    strategy.tell(order[3], Outcome.trained(0.9))  # e.g. a seed evaluated first
     proposed = [strategy.ask() for _ in range(4)]
     assert proposed == [order[1], order[2], order[4], order[5]]
     assert strategy.ask() is None

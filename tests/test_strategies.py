@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from nas.objectives import Outcome
 from nas.strategies import STRATEGY_NAMES, create_strategy
 from nas.strategies.evolution import RegularizedEvolution
 from nas.strategies.nni_adapter import BAD_SCORE
@@ -53,7 +54,7 @@ def run(strategy, score, asks: int) -> list[Architecture]:
         if arch is None:
             break
         proposed.append(arch)
-        strategy.tell(arch, score(arch))
+        strategy.tell(arch, Outcome.trained(score(arch)))
     return proposed
 
 
@@ -102,20 +103,27 @@ def test_same_seed_same_proposals():
     assert first == again and first != other
 
 
-@pytest.mark.parametrize("score", [float("nan"), float("inf"), "0.5", True])
-def test_tell_rejects_scores_that_are_not_finite_numbers(score):
+@pytest.mark.parametrize("outcome", [0.5, "0.5", True, {"accuracy": 0.5}])
+def test_tell_takes_an_outcome_or_none(outcome):
     strategy = create_strategy("random", four_arch_space())
-    with pytest.raises(ValueError, match="score must be a finite number, or None for a failed trial"):
-        strategy.tell(strategy.ask(), score)
+    with pytest.raises(ValueError, match="outcome must be an Outcome, or None for a failed trial"):
+        strategy.tell(strategy.ask(), outcome)
+
+
+@pytest.mark.parametrize("accuracy", [float("nan"), float("inf"), "0.5", True])
+def test_outcomes_reject_accuracies_that_are_not_finite_numbers(accuracy):
+    with pytest.raises(ValueError, match="outcome: accuracy must be a finite number or None"):
+        Outcome.trained(accuracy)
 
 
 # ---- factory ------------------------------------------------------------------------------------
 
 
 def test_create_strategy_names_and_errors():
-    assert STRATEGY_NAMES == ("random", "evolution", "grid", "nni-tpe", "nni-evolution")
+    assert STRATEGY_NAMES == ("random", "evolution", "grid", "nni-tpe", "nni-evolution", "mo-evolution", "nsga2",
+                              "motpe")
     with pytest.raises(ValueError, match=r"unknown strategy 'bayes'; choices: random, evolution, grid, nni-tpe, "
-                                         r"nni-evolution"):
+                                         r"nni-evolution, mo-evolution, nsga2, motpe"):
         create_strategy("bayes", four_arch_space())
     with pytest.raises(ValueError, match=r"strategy 'evolution': unknown option\(s\) \['pop'\]; accepted: "
                                          r"\['population_size', 'sample_size', 'parent_tries'\]"):
@@ -143,10 +151,12 @@ def test_failed_trials_never_enter_the_population():
     evolution = RegularizedEvolution(space, seed=0, population_size=3, sample_size=2)
     failed = evolution.ask()
     evolution.tell(failed, None)
+    infeasible = evolution.ask()
+    evolution.tell(infeasible, Outcome.infeasible(throughput=10.0, latency_ms=90.0))
     assert list(evolution.population) == []
     ok = evolution.ask()
-    evolution.tell(ok, 0.5)
-    assert list(evolution.population) == [(ok, 0.5)]
+    evolution.tell(ok, Outcome.trained(0.5))
+    assert list(evolution.population) == [(ok, Outcome.trained(0.5))]
     assert failed not in run(evolution, lambda a: 0.1, asks=50)
 
 
@@ -160,16 +170,16 @@ def test_population_ages_out_the_oldest_not_the_worst():
         if arch not in {a for a, _ in told}:
             told.append((arch, 100.0 - len(told)))  # the oldest are the best
     for arch, score in told:
-        evolution.tell(arch, score)
-    assert list(evolution.population) == told[5:]
+        evolution.tell(arch, Outcome.trained(score))
+    assert [(a, o.accuracy) for a, o in evolution.population] == told[5:]
 
 
 def test_seeds_join_the_population_and_full_populations_breed_single_choice_mutants():
     space = bench_space()
     evolution = RegularizedEvolution(space, seed=2, population_size=4, sample_size=2)
     seed_arch = space.sample(random.Random(9))
-    evolution.tell(seed_arch, 10.0)  # a hand design evaluated before the search
-    assert list(evolution.population) == [(seed_arch, 10.0)]
+    evolution.tell(seed_arch, Outcome.trained(10.0))  # a hand design evaluated before the search
+    assert list(evolution.population) == [(seed_arch, Outcome.trained(10.0))]
     score = synthetic_objective(space, 2)
     run(evolution, score, asks=3)  # population now full: 1 seed + 3 random
     for _ in range(20):
@@ -178,7 +188,7 @@ def test_seeds_join_the_population_and_full_populations_breed_single_choice_muta
         picked = space.choices_of(child)
         distances = [sum(picked[k] != v[k] for k in picked) for v in members.values()]
         assert min(distances) == 1
-        evolution.tell(child, score(child))
+        evolution.tell(child, Outcome.trained(score(child)))
 
 
 def test_evolution_beats_random_search_on_a_synthetic_objective():
@@ -236,11 +246,11 @@ def test_nni_adapter_answers_duplicates_and_forwards_results():
     assert strategy.ask() == a                      # id 0
     assert strategy.ask() == b                      # id 1: a again (in flight) -> BAD_SCORE, id 2: b
     assert tuner.calls[1:4] == [("generate", 1), ("result", 1, space.choices_of(a), BAD_SCORE), ("generate", 2)]
-    strategy.tell(a, 0.7)
+    strategy.tell(a, Outcome.trained(0.7))
     assert tuner.calls[-1] == ("result", 0, space.choices_of(a), 0.7)
     strategy.tell(b, None)                          # failed trial -> NNI failure, no score
     assert tuner.calls[-1] == ("end", 2, False)
-    strategy.tell(seed_arch, 0.9)                   # not proposed by the tuner: history import
+    strategy.tell(seed_arch, Outcome.trained(0.9))  # not proposed by the tuner: history import
     assert tuner.calls[-1] == ("import", [{"parameter": space.choices_of(seed_arch), "value": 0.9}])
 
     # The script now repeats a (score known: 0.7) then b forever (failed: BAD_SCORE): nothing new.

@@ -30,6 +30,7 @@ from typing import Callable, TextIO
 from nas.budget import BudgetTracker, device_hours
 from nas.formatting import fmt
 from nas.front import summarise
+from nas.objectives import Outcome
 from nas.search.ownership import LeaseKeeper
 from nas.search.paths import inside, search_dir
 from nas.search.report import format_progress
@@ -74,10 +75,11 @@ def charged_devices(budget_kind: str, gpus_per_trial: float, cpus_per_trial: flo
 
 @dataclass(frozen=True)
 class Reused:
-    """A free trial row copying an earlier result; ``score`` None when it is infeasible here."""
+    """A free trial row copying an earlier result, and what it tells the strategy (infeasible here
+    when its measurement breaks this search's limits)."""
 
     trial_id: int
-    score: float | None
+    outcome: Outcome | None
 
 
 @dataclass
@@ -135,10 +137,10 @@ class SearchRecorder:
         if violation is not None:
             self.store.finish_trial(trial_id, TrialStatus.INFEASIBLE, error=f"reused measurement: {violation}")
             self._say(f"trial {trial_id} reused trial {source.id}: infeasible here ({violation}): {arch.label()}")
-            return Reused(trial_id, None)
+            return Reused(trial_id, Outcome.infeasible(throughput=source.throughput, latency_ms=source.latency_ms))
         self._say(f"trial {trial_id} reused trial {source.id} ({source.status}, acc "
                   f"{fmt(source.accuracy, '.3f')}): {arch.label()}")
-        return Reused(trial_id, source.accuracy)
+        return Reused(trial_id, Outcome.from_record(source))
 
     # ---- Tune events ----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from nas.budget import BudgetTracker
 from nas.device import device_kind
+from nas.objectives import Outcome
 from nas.search.device_lock import LOCK_DIR_ENV
 from nas.search.ownership import LeaseKeeper, lease_is_stale, this_driver
 from nas.search.paths import tune_dir as checked_tune_dir
@@ -161,7 +162,7 @@ def replay_stored_trials(store: Store, search: SearchRecord, tracker: BudgetTrac
         elif trial.id in outcome_ids:
             tracker.charge(1.0)
     for trial in outcomes:
-        strategy.tell(Architecture.from_dict(trial.arch), trial.accuracy if trial.scored else None)
+        strategy.tell(Architecture.from_dict(trial.arch), Outcome.from_record(trial))
     store.update_search(search.name, charged=tracker.charged)
     requeued: dict[Architecture, str | None] = {}
     for trial in trials:

@@ -6,6 +6,9 @@ whatever the strategy asks for.  Before a proposal becomes a trial, the recorder
 earlier result of the same architecture, recipe, device kind and measurement protocol; a hit
 is recorded as a free trial and told to the strategy instead of being trained again.
 
+What a strategy is told about a trial is its ``TrialProgress.outcome`` (accuracy and measured
+speed, or infeasible with the measured speed), or None when the trial raised.
+
 The budget decides whether another trial may start (``BudgetTracker.can_start``, counting
 suggested-but-unfinished trials as in flight); when it cannot and nothing is in flight, or
 when the strategy has nothing left to propose, ``suggest`` returns ``Searcher.FINISHED``.
@@ -69,7 +72,7 @@ class StrategySearcher(Searcher):
             self.proposed.add(arch)
             reused = self.reuser.reuse(arch, seed_name)
             if reused is not None:
-                self.strategy.tell(arch, reused.score)
+                self.strategy.tell(arch, reused.outcome)
                 continue
             self.live[trial_id] = arch
             self.progress[trial_id] = TrialProgress()
@@ -87,7 +90,7 @@ class StrategySearcher(Searcher):
             return
         if result:
             progress.observe(result)
-        self.strategy.tell(arch, None if error else progress.score)
+        self.strategy.tell(arch, None if error else progress.outcome)
 
     def _next_proposal(self) -> tuple[str | None, Architecture] | None:
         if self.queue:

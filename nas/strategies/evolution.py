@@ -14,7 +14,8 @@ from typing import Any
 
 from search_spaces import Architecture, SearchSpace
 
-from nas.strategies.base import Strategy
+from nas.objectives import Outcome
+from nas.strategies.base import Strategy, accuracy_of
 
 __all__ = ["RegularizedEvolution"]
 
@@ -22,8 +23,8 @@ __all__ = ["RegularizedEvolution"]
 class RegularizedEvolution(Strategy):
     """Aging evolution over valid architectures; never proposes a seen one.
 
-    Results told for any valid architecture (seeds included) join the population; failed
-    trials (score None) never do.  When every single-choice mutation of ``parent_tries``
+    Results told for any valid architecture (seeds included) join the population with their
+    accuracy; failed and infeasible trials never do.  When every single-choice mutation of ``parent_tries``
     tournament winners is already seen, it falls back to a random unseen architecture.
     """
 
@@ -35,15 +36,15 @@ class RegularizedEvolution(Strategy):
         for option, value, low in (("population_size", population_size, 2), ("sample_size", sample_size, 1),
                                    ("parent_tries", parent_tries, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"strategy 'evolution': {option} must be an int >= {low}, got {value!r}")
+                raise ValueError(f"strategy {self.name!r}: {option} must be an int >= {low}, got {value!r}")
         if sample_size > population_size:
-            raise ValueError(f"strategy 'evolution': sample_size ({sample_size}) must not exceed "
+            raise ValueError(f"strategy {self.name!r}: sample_size ({sample_size}) must not exceed "
                              f"population_size ({population_size})")
         self.population_size = population_size
         self.sample_size = sample_size
         self.parent_tries = parent_tries
-        # (architecture, score), oldest first; appending to a full deque drops the oldest
-        self.population: deque[tuple[Architecture, float]] = deque(maxlen=population_size)
+        # (architecture, outcome), oldest first; appending to a full deque drops the oldest
+        self.population: deque[tuple[Architecture, Outcome]] = deque(maxlen=population_size)
 
     def _propose(self) -> Architecture | None:
         if not self.population or len(self.population) + self.num_pending < self.population_size:
@@ -56,9 +57,17 @@ class RegularizedEvolution(Strategy):
         return self._random_unseen()
 
     def _tournament_winner(self) -> Architecture:
-        contenders = self.rng.sample(list(self.population), min(self.sample_size, len(self.population)))
-        return max(contenders, key=lambda member: member[1])[0]
+        contenders = self.rng.sample(range(len(self.population)), min(self.sample_size, len(self.population)))
+        return self.population[min(contenders, key=self._tournament_key(contenders))][0]
 
-    def _learn(self, arch: Architecture, score: float | None) -> None:
-        if score is not None and self.space.is_valid(arch):
-            self.population.append((arch, score))
+    def _tournament_key(self, contenders: list[int]):
+        """Sort key over population indices, best first: the higher accuracy."""
+        return lambda i: -self.population[i][1].accuracy
+
+    def _admits(self, outcome: Outcome | None) -> bool:
+        """Whether a told outcome joins the population: a trained one."""
+        return accuracy_of(outcome) is not None
+
+    def _learn(self, arch: Architecture, outcome: Outcome | None) -> None:
+        if self._admits(outcome) and self.space.is_valid(arch):
+            self.population.append((arch, outcome))

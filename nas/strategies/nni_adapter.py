@@ -10,7 +10,9 @@ NNI tuners know nothing of constraints, mixer validity or earlier searches, so a
 that is invalid or already seen is answered at once with a result (its known score for a
 finished architecture, otherwise ``BAD_SCORE``) and the tuner is asked again, up to
 ``max_retries`` times.  Failed trials (``tell(arch, None)``) go back as NNI failures
-(``trial_end(id, success=False)``): TPE forgets them, the evolution tuner replaces them.
+(``trial_end(id, success=False)``): TPE forgets them, the evolution tuner replaces them.  They
+optimise accuracy alone and cannot take speed limits: an infeasible trial could only go back as
+such a failure, which TPE forgets, so it would keep proposing over the limit.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from typing import Any
 
 from search_spaces import Architecture, SearchSpace
 
-from nas.strategies.base import Strategy
+from nas.objectives import Outcome
+from nas.strategies.base import Strategy, accuracy_of
 
 __all__ = ["NniTpe", "NniEvolution", "BAD_SCORE"]
 
@@ -30,6 +33,13 @@ BAD_SCORE = -1e9
 
 class _NniTunerStrategy(Strategy):
     """Drives any object with NNI's classic ``Tuner`` methods; ``tuner=`` injects one (tests, other tuners)."""
+
+    takes_constraints = False
+
+    @classmethod
+    def constraint_refusal(cls) -> str:
+        return ("NNI's tuners forget failed trials, so they would keep proposing over the limit; "
+                "use mo-evolution, nsga2, motpe, evolution or random")
 
     def __init__(self, space: SearchSpace, seed: int = 0, tuner: Any = None, max_retries: int = 100,
                  **options: Any):
@@ -66,7 +76,8 @@ class _NniTunerStrategy(Strategy):
             self.tuner.receive_trial_result(parameter_id, params, self._scores.get(arch, BAD_SCORE))
         return None
 
-    def _learn(self, arch: Architecture, score: float | None) -> None:
+    def _learn(self, arch: Architecture, outcome: Outcome | None) -> None:
+        score = accuracy_of(outcome)
         if score is not None:
             self._scores[arch] = score
         if arch in self._in_flight:

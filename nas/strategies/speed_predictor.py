@@ -1,0 +1,108 @@
+"""Predict a candidate's latency and throughput before it is proposed, from the trials measured so far.
+
+A per-stage lookup table, as HAT and OFA use for latency: every stage contributes one term per
+(stage, mixer, depth, width) cell, plus shared per-stage mixer, depth and width terms so that a
+cell not measured yet still gets an estimate from its neighbours.  The terms are fitted by ridge
+least squares on log10 latency and on log10 of the time per image (1 / throughput), refitted
+whenever a new measurement arrives.  Logs because stage costs multiply with width and depth and
+the limits are ratios.
+
+The error estimate is the leave-one-out RMS error of the fit (closed form for ridge), floored;
+``SpeedPrediction.beyond`` subtracts ``tolerance`` such errors before calling a candidate
+outside a limit, so only candidates predicted *far* outside are skipped.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from nas.objectives import SpeedLimits
+from search_spaces import Architecture, SearchSpace
+
+__all__ = ["SpeedPrediction", "SpeedPredictor"]
+
+MIN_LOG_ERROR = 0.02  # log10 units: about 5 %, measurement noise alone is about this large
+
+
+@dataclass(frozen=True)
+class SpeedPrediction:
+    latency_ms: float
+    throughput: float
+    latency_log_error: float  # leave-one-out RMS error of log10 latency
+    throughput_log_error: float
+
+    def beyond(self, limits: SpeedLimits, tolerance: float) -> float:
+        """How far (log10) the prediction lies outside ``limits`` after allowing ``tolerance``
+        errors on each side; 0 when it might be inside."""
+        total = 0.0
+        if limits.max_latency_ms is not None:
+            gap = math.log10(self.latency_ms / limits.max_latency_ms)
+            total += max(0.0, gap - tolerance * self.latency_log_error)
+        if limits.min_throughput is not None:
+            gap = math.log10(limits.min_throughput / self.throughput)
+            total += max(0.0, gap - tolerance * self.throughput_log_error)
+        return total
+
+
+class SpeedPredictor:
+    """Lookup-table speed model of one space, fitted from ``observe``d measurements."""
+
+    def __init__(self, space: SearchSpace, min_trials: int = 8, ridge: float = 0.1):
+        if min_trials < 2:
+            raise ValueError(f"min_trials must be >= 2, got {min_trials}")
+        self.space = space
+        self.min_trials = min_trials
+        self.ridge = ridge
+        self._columns: dict[tuple, int] = {}
+        for i, stage in enumerate(space.stages):
+            keys = [(i, "mixer", m) for m in stage.mixers] + [(i, "depth", d) for d in stage.depths]
+            keys += [(i, "width", w) for w in stage.widths]
+            keys += [(i, "cell", m, d, w) for m in stage.mixers for d in stage.depths for w in stage.widths]
+            for key in keys:
+                self._columns.setdefault(key, len(self._columns))
+        self._rows: dict[Architecture, tuple[float, float]] = {}  # arch -> (log10 latency, log10 s/img)
+        self._fit: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # weights, mean, LOO errors
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def observe(self, arch: Architecture, latency_ms: float, throughput: float) -> None:
+        """Add (or replace) a measurement; the model is refitted at the next prediction."""
+        if not (latency_ms > 0 and throughput > 0 and math.isfinite(latency_ms) and math.isfinite(throughput)):
+            raise ValueError(f"measurements must be positive and finite, got {latency_ms!r} ms, {throughput!r} img/s")
+        self._rows[arch] = (math.log10(latency_ms), -math.log10(throughput))
+        self._fit = None
+
+    def features(self, arch: Architecture) -> np.ndarray:
+        x = np.zeros(len(self._columns))
+        for i, (mixer, depth, width) in enumerate(zip(arch.mixers, arch.depths, arch.dims)):
+            for key in ((i, "mixer", mixer), (i, "depth", depth), (i, "width", width), (i, "cell", mixer, depth, width)):
+                column = self._columns.get(key)
+                if column is not None:
+                    x[column] = 1.0
+        return x
+
+    def predict(self, arch: Architecture) -> SpeedPrediction | None:
+        """The predicted speed of ``arch``; None until ``min_trials`` measurements are in."""
+        if len(self._rows) < self.min_trials:
+            return None
+        if self._fit is None:
+            self._fit = self._solve()
+        weights, mean, errors = self._fit
+        log_latency, log_seconds = self.features(arch) @ weights + mean
+        return SpeedPrediction(latency_ms=10.0 ** log_latency, throughput=10.0 ** -log_seconds,
+                               latency_log_error=float(errors[0]), throughput_log_error=float(errors[1]))
+
+    def _solve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        archs = list(self._rows)
+        x = np.stack([self.features(a) for a in archs])
+        y = np.array([self._rows[a] for a in archs])
+        mean = y.mean(axis=0)
+        gram_inverse = np.linalg.inv(x.T @ x + self.ridge * np.eye(x.shape[1]))
+        weights = gram_inverse @ x.T @ (y - mean)
+        leverage = np.einsum("ij,jk,ik->i", x, gram_inverse, x)
+        residuals = (y - mean - x @ weights) / np.maximum(1.0 - leverage, 1e-6)[:, None]
+        errors = np.maximum(np.sqrt((residuals ** 2).mean(axis=0)), MIN_LOG_ERROR)
+        return weights, mean, errors
