@@ -14,7 +14,10 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import DB_ENV
-from nas.store import DEFAULT_URL, SearchRecord, Store, StoreError, TrialRecord, normalise_url, open_store
+from nas.references import references_for_search
+from nas.store import (
+    DEFAULT_URL, ReferenceMeasurement, SearchRecord, Store, StoreError, TrialRecord, normalise_url, open_store,
+)
 from nas.store.engine import display_url, error_line
 REFRESH_SECONDS = 2  # live-refresh period of a running search; also the query cache TTL
 
@@ -57,6 +60,15 @@ def fetch_trials(url: str, search: str) -> list[TrialRecord]:
 def fetch_trial(url: str, trial_id: int) -> TrialRecord | None:
     """One trial with its learning curve (``epochs``)."""
     return _read(url, lambda store: store.trial(trial_id))
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def fetch_references(url: str, search: str, device_kinds: tuple[str, ...]) -> list[ReferenceMeasurement]:
+    """The seed papers' models measured beside this search: on ``device_kinds`` (its trials'), under its protocol."""
+    def query(store: Store) -> list[ReferenceMeasurement]:
+        record = store.get_search(search)
+        return references_for_search(store, record, device_kinds) if record is not None else []
+    return _read(url, query)
 
 
 def db_url_from_process() -> str:

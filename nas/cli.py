@@ -16,6 +16,7 @@ _COMMANDS = (
     "nas.commands.search",    # nas search
     "nas.commands.results",   # nas trials / pareto / show
     "nas.commands.export",    # nas export
+    "nas.commands.references",  # nas show-reference
     "dashboard.command",      # nas dashboard
 )
 

@@ -7,10 +7,12 @@ from .records import (
     TrialStatus,
 )
 from .repository import Store, open_store
+from .references import ReferenceMeasurement, record_reference, reference_measurements
 
 __all__ = [
     "DEFAULT_URL", "StoreError", "make_engine", "normalise_url", "Store", "open_store",
     "Search", "Trial", "EpochMetric", "MeasurementProtocol", "SCHEMA_VERSION", "TRIAL_STATES",
     "FEASIBLE_STATES", "EPOCH_METRICS", "EpochRecord", "Measurement", "SearchRecord", "SearchStatus",
     "TrialRecord", "TrialStatus", "DriverId", "DriverLease", "SearchBusyError",
+    "ReferenceMeasurement", "record_reference", "reference_measurements",
 ]

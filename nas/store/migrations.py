@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, Table, inspect, update
+from sqlalchemy import (
+    Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint, inspect, update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,10 +39,36 @@ def _add_search_leases(conn: Connection) -> None:
     metadata.tables["search_leases"].create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_search_leases}
+def _add_reference_measurements(conn: Connection) -> None:
+    """2 -> 3: the ``reference_measurements`` table (the seed papers' models measured per device kind)."""
+    if "reference_measurements" in inspect(conn).get_table_names():
+        return
+    metadata = MetaData()
+    Table("measurement_protocols", metadata, Column("id", Integer, primary_key=True))
+    Table("reference_measurements", metadata,
+          Column("id", Integer, primary_key=True),
+          Column("model", String(100), nullable=False, index=True),
+          Column("device_kind", String(200), nullable=False),
+          Column("protocol_id", Integer, ForeignKey(
+              "measurement_protocols.id", name="fk_reference_measurements_protocol_id_measurement_protocols"),
+              nullable=False),
+          Column("params", Integer, nullable=False),
+          Column("gmacs", Float, nullable=False),
+          Column("uncounted_ops_json", Text, nullable=False),
+          Column("latency_ms", Float, nullable=False),
+          Column("latency_iqr_ms", Float, nullable=False),
+          Column("throughput", Float, nullable=False),
+          Column("throughput_iqr", Float, nullable=False),
+          Column("measured_at", DateTime, nullable=False),
+          UniqueConstraint("model", "device_kind", "protocol_id",
+                           name="uq_reference_measurements_model_device_protocol"))
+    metadata.tables["reference_measurements"].create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_search_leases, 2: _add_reference_measurements}
 # Old versions today's readers can read as they are (later versions only added tables): a store of
 # such a version that cannot be upgraded (read-only) is still opened for reading.
-READABLE_OLD_VERSIONS = frozenset({1})
+READABLE_OLD_VERSIONS = frozenset({1, 2})
 
 
 def migrate(engine: Engine, from_version: int, library_version: str) -> None:

@@ -3,7 +3,7 @@
 Modelled on Optuna's RDB storage split (``optuna/storages/_rdb/models.py``): one row per search,
 one per trial, one per reported epoch, plus a schema-version table that is checked on open
 (older stores are migrated in place by ``nas.store.migrations``), plus one lease row per
-search that a driver is running.
+search that a driver is running, plus the seed papers' reference models measured on each device kind.
 All JSON columns hold canonical JSON text so any SQLAlchemy backend (SQLite, PostgreSQL) works.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .records import SearchStatus, TrialStatus
 
-SCHEMA_VERSION = 2  # 2: search_leases (one driver per search)
+SCHEMA_VERSION = 3  # 2: search_leases (one driver per search); 3: reference_measurements
 
 
 def utcnow() -> dt.datetime:
@@ -138,3 +138,28 @@ class SearchLease(Base):
     pid: Mapped[int] = mapped_column(Integer)
     acquired_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ReferenceMeasurementRow(Base):
+    """A seed paper's own model (e.g. ``litv2_s``) measured on one device kind under one protocol.
+
+    Measured once per device kind and protocol, at the start of the first search that needs it, and
+    shown beside every search measured the same way (``nas.store.references``).
+    """
+    __tablename__ = "reference_measurements"
+    __table_args__ = (UniqueConstraint("model", "device_kind", "protocol_id",
+                                       name="uq_reference_measurements_model_device_protocol"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), index=True)      # timm name
+    device_kind: Mapped[str] = mapped_column(String(200))
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("measurement_protocols.id"))
+    params: Mapped[int] = mapped_column(Integer)
+    gmacs: Mapped[float] = mapped_column(Float)
+    uncounted_ops_json: Mapped[str] = mapped_column(Text, default="[]")
+    latency_ms: Mapped[float] = mapped_column(Float)
+    latency_iqr_ms: Mapped[float] = mapped_column(Float)
+    throughput: Mapped[float] = mapped_column(Float)
+    throughput_iqr: Mapped[float] = mapped_column(Float)
+    measured_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    protocol: Mapped[MeasurementProtocol] = relationship()
