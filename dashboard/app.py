@@ -55,12 +55,13 @@ def search_view() -> None:
     if search.running != started_running:
         st.rerun()  # the search started or stopped: rebuild the page with (or without) live refresh
     st.header(f"Search {search_name}")
-    df = trials_frame(trials)
-    panels.render_summary(search, summarise(trials))
+    include_stopped = panels.render_front_toggle(trials)
+    df = trials_frame(trials, include_stopped)
+    panels.render_summary(search, summarise(trials, include_stopped))
     if df.empty:
         st.info("No trials recorded yet." + (" Waiting for the first result…" if started_running else ""))
         return
-    chart_pick = panels.render_pareto(df, search, trials)
+    chart_pick = panels.render_pareto(df, search, trials, include_stopped)
     detail_slot = st.container()
     st.subheader("Trials")
     table_pick = panels.render_table(df, search_name, stage_count(trials))
@@ -70,7 +71,7 @@ def search_view() -> None:
             st.caption("Select a point on the chart or a row in the table to open a trial.")
         else:
             panels.render_detail(db_url, chosen)
-    panels.render_progress(df, search, trials)
+    panels.render_progress(df, search, trials, include_stopped)
 
 
 search_view()

@@ -51,14 +51,23 @@ def _status_label(status: str) -> str:
     return STATUS_STYLE.get(status, {"label": str(status)})["label"]
 
 
+def stopped_note(epoch: int, planned: int | None) -> str:
+    """Where an early-stopped trial's accuracy comes from."""
+    of = f" of {planned}" if planned else ""
+    return f"stopped early at epoch {epoch}{of}: accuracy after {epoch} epoch{'' if epoch == 1 else 's'}"
+
+
 def _hover_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The customdata columns, in ``_CUSTOM`` order."""
     out = df.assign(status_label=df["status"].map(_status_label))
     notes = []
-    for seed, reused in zip(df["seed_name"], df["reused_from"]):
+    for seed, reused, stopped, planned in zip(df["seed_name"], df["reused_from"], df["stopped_at_epoch"],
+                                              df["epochs_planned"]):
         parts = [f"seed: {seed}"] if isinstance(seed, str) else []
         if pd.notna(reused):
             parts.append(f"reused result of trial {int(reused)}")
+        if pd.notna(stopped):
+            parts.append(stopped_note(int(stopped), None if pd.isna(planned) else int(planned)))
         notes.append(("<br><i>" + "; ".join(parts) + "</i>") if parts else "")
     return out.assign(note=notes)[_CUSTOM]
 

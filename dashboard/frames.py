@@ -2,6 +2,10 @@
 
 Every reader here is defensive: a row whose JSON could not be parsed arrives with ``arch=None``
 and must still show up, labelled as unreadable.
+
+The front (``on_front``, the hypervolume, the mixers on the front) is computed from the trials that
+trained every epoch unless ``include_stopped``: an early-stopped trial's accuracy comes from fewer
+epochs (``stopped_at_epoch`` of ``epochs_planned``), a lower fidelity.
 """
 from __future__ import annotations
 
@@ -11,11 +15,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from nas.front import hypervolume_history, pareto_front
-from nas.store import TrialRecord
+from nas.store import TrialRecord, TrialStatus
 
 UNREADABLE = "(unreadable arch)"
 TRIAL_COLUMNS = ["id", "number", "status", "seed_name", "reused_from", "mixers", "depths", "dims", "accuracy",
-                 "throughput", "latency_ms", "latency_iqr_ms", "params_m", "gmacs", "epochs_done", "device_hours",
+                 "throughput", "latency_ms", "latency_iqr_ms", "params_m", "gmacs", "epochs_done", "epochs_planned", "stopped_at_epoch", "device_hours",
                  "on_front", "finished_at", "error"]
 
 
@@ -63,9 +67,15 @@ def stage_column(stage: int) -> str:
     return f"stage_{stage}"
 
 
-def trials_frame(trials: list[TrialRecord]) -> pd.DataFrame:
+def epochs_planned(trial: TrialRecord) -> int | None:
+    """The epochs the trial's recipe asked for, if its stored recipe says."""
+    value = trial.recipe.get("epochs") if isinstance(trial.recipe, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def trials_frame(trials: list[TrialRecord], include_stopped: bool = False) -> pd.DataFrame:
     """One row per trial, ordered by id; accuracy in %, params in millions, one column per stage's mixer."""
-    front = front_ids(trials)
+    front = front_ids(trials, include_stopped)
     n_stages = stage_count(trials)
     rows = []
     for t in trials:
@@ -77,6 +87,8 @@ def trials_frame(trials: list[TrialRecord]) -> pd.DataFrame:
             "throughput": _number(t.throughput), "latency_ms": _number(t.latency_ms),
             "latency_iqr_ms": _number(t.latency_iqr_ms), "params_m": _number(t.params) / 1e6,
             "gmacs": _number(t.gmacs), "epochs_done": t.epochs_done or 0,
+            "epochs_planned": epochs_planned(t),
+            "stopped_at_epoch": (t.epochs_done or 0) if t.status == TrialStatus.STOPPED else None,
             "device_hours": _number(t.device_hours), "on_front": t.id in front,
             "finished_at": t.finished_at, "error": t.error,
         }
@@ -87,8 +99,8 @@ def trials_frame(trials: list[TrialRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values("id", kind="stable").reset_index(drop=True)
 
 
-def front_ids(trials: list[TrialRecord]) -> set[int]:
-    return {t.id for t in pareto_front(trials)}
+def front_ids(trials: list[TrialRecord], include_stopped: bool = False) -> set[int]:
+    return {t.id for t in pareto_front(trials, include_stopped)}
 
 
 def filter_trials(df: pd.DataFrame, *, statuses: list[str] | None = None,
@@ -117,15 +129,16 @@ def filter_trials(df: pd.DataFrame, *, statuses: list[str] | None = None,
     return df[keep]
 
 
-def hypervolume_frame(trials: list[TrialRecord]) -> pd.DataFrame:
+def hypervolume_frame(trials: list[TrialRecord], include_stopped: bool = False) -> pd.DataFrame:
     """Hypervolume after each finished trial against cumulative device-hours charged."""
-    return pd.DataFrame(hypervolume_history(trials), columns=["device_hours", "hypervolume"])
+    return pd.DataFrame(hypervolume_history(trials, include_stopped=include_stopped),
+                        columns=["device_hours", "hypervolume"])
 
 
-def front_mixer_counts(trials: list[TrialRecord]) -> pd.DataFrame:
+def front_mixer_counts(trials: list[TrialRecord], include_stopped: bool = False) -> pd.DataFrame:
     """Stage × mixer table of how many non-dominated trials use each mixer in each stage."""
     counts: dict[tuple[int, str], int] = {}
-    for t in pareto_front(trials):
+    for t in pareto_front(trials, include_stopped):
         for stage, mixer in enumerate(arch_view(t.arch).mixers, start=1):
             counts[(stage, mixer)] = counts.get((stage, mixer), 0) + 1
     if not counts:

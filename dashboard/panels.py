@@ -18,9 +18,10 @@ from nas.store.engine import display_url
 
 from . import charts
 from .data import fetch_trial
-from .frames import arch_view, filter_trials, front_mixer_counts, hypervolume_frame, stage_column, target_resolution
+from .frames import arch_view, epochs_planned, filter_trials, front_mixer_counts, hypervolume_frame, stage_column, target_resolution
 
 CHART_KEY, TABLE_KEY, DETAIL_KEY = "pareto", "trial_table", "detail_trial"
+INCLUDE_STOPPED_KEY = "front_include_stopped"
 _STATUS_ORDER = tuple(s.value for s in (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.RUNNING,
                                           TrialStatus.INFEASIBLE, TrialStatus.FAILED))
 _TABLE_COLUMNS = {  # most telling first: the mixers and the two objectives
@@ -36,7 +37,9 @@ _TABLE_COLUMNS = {  # most telling first: the mixers and the two objectives
     "gmacs": st.column_config.NumberColumn("GMACs", format="%.3f"),
     "depths": "Depths",
     "dims": "Widths",
-    "epochs_done": st.column_config.NumberColumn("Epochs", format="%d"),
+    "epochs_done": st.column_config.NumberColumn("Epochs trained", format="%d"),
+    "stopped_at_epoch": st.column_config.NumberColumn(
+        "Stopped at epoch", format="%d", help="Early-stopped trials: the epoch their accuracy comes from"),
     "device_hours": st.column_config.NumberColumn("Device-h", format="%.3f"),
     "reused_from": st.column_config.NumberColumn("Reused from", format="%d"),
     "number": st.column_config.NumberColumn("#", format="%d"),
@@ -64,6 +67,16 @@ def axis_titles(search: SearchRecord, trials: list[TrialRecord]) -> tuple[str, s
     return f"Measured throughput{at} (img/s, log scale)", f"Proxy accuracy{on} (%)"
 
 
+def render_front_toggle(trials: list[TrialRecord]) -> bool:
+    """The toggle that lets early-stopped trials onto the front; returns its state."""
+    stopped = sum(t.status == TrialStatus.STOPPED for t in trials)
+    return st.toggle(
+        f"Include early-stopped trials in the front ({stopped} in this search)", key=INCLUDE_STOPPED_KEY,
+        help="Off (default): the front, its hypervolume and the mixers on it come from trials that trained every "
+             "epoch, so all accuracies are at the same fidelity. On: early-stopped trials count too, at the "
+             "accuracy of the epochs they ran (a lower fidelity).")
+
+
 def render_summary(search: SearchRecord, summary: SearchStats) -> None:
     cols = st.columns(5)
     cols[0].metric(*budget_metric(search))
@@ -81,7 +94,8 @@ def render_summary(search: SearchRecord, summary: SearchStats) -> None:
     st.caption(" · ".join(facts) + (f"  \nTrials by status: {statuses}" if statuses else ""))
 
 
-def render_pareto(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRecord]) -> int | None:
+def render_pareto(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRecord],
+                  include_stopped: bool = False) -> int | None:
     """The Pareto chart; returns the trial id of a selected point, if any."""
     x_title, y_title = axis_titles(search, trials)
     fig = charts.pareto_figure(df, throughput_title=x_title, accuracy_title=y_title,
@@ -93,8 +107,10 @@ def render_pareto(df: pd.DataFrame, search: SearchRecord, trials: list[TrialReco
     unplotted = df[~(on_chart | in_strip)]
     notes = [f"No speed measurement ({status}): trial(s) {', '.join(map(str, ids))}"
              for status, ids in unplotted.groupby("status")["id"]]
+    front_of = "completed and early-stopped trials" if include_stopped else \
+        "trials that trained every epoch (early-stopped ones, diamonds, show the accuracy of the epoch they reached)"
     st.caption("Each point is one trial: throughput measured on the search device at the target resolution, "
-               "accuracy after the proxy training. The dotted staircase joins the non-dominated trials. "
+               f"accuracy after the proxy training. The dotted staircase joins the non-dominated {front_of}. "
                "Trials without an accuracy (over a limit, failed, or still training) sit in the strip below. "
                "Click a point to open the trial." + "".join(f"  \n{note} (not plotted)." for note in notes))
     return chart_selection(event)
@@ -193,6 +209,8 @@ def render_detail(url: str, trial_id: int) -> None:
         if trial.reused_from:
             notes.append(f"Result reused from trial {trial.reused_from} (same architecture, recipe and device; "
                          "charged nothing).")
+        if trial.status == TrialStatus.STOPPED:
+            notes.append(charts.stopped_note(trial.epochs_done or 0, epochs_planned(trial)).capitalize() + ".")
         if notes:
             st.markdown(" ".join(notes))
         if arch.readable:
@@ -238,12 +256,13 @@ def render_detail(url: str, trial_id: int) -> None:
             st.caption(f"No export: a {trial.status} trial has no trained weights.")
 
 
-def render_progress(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRecord]) -> None:
+def render_progress(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRecord],
+                    include_stopped: bool = False) -> None:
     _, y_title = axis_titles(search, trials)
     left, right = st.columns(2)
     with left:
         st.subheader("Hypervolume vs device-hours")
-        hv = hypervolume_frame(trials)
+        hv = hypervolume_frame(trials, include_stopped)
         if len(hv):
             st.plotly_chart(charts.hypervolume_figure(hv, hours_unit=hours_unit(search)), width="stretch",
                             key="hypervolume")
@@ -261,7 +280,7 @@ def render_progress(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRe
                    + (f"{infeasible} infeasible trial(s) were measured over a limit and not trained." if infeasible
                       else ""))
     st.subheader("Mixers on the Pareto front, by stage")
-    counts = front_mixer_counts(trials)
+    counts = front_mixer_counts(trials, include_stopped)
     if counts.empty:
         st.info("No feasible trials on the front yet.")
     else:

@@ -3,6 +3,11 @@
 One home for "what did this search find", used by the progress lines, the end-of-search report,
 ``nas pareto``, the dashboard, export (``--best``/``--pareto``) and the benchmarks.
 
+By default the front is made of trials that reached the final fidelity (trained every epoch:
+``completed``); an early-stopped trial's accuracy comes from fewer epochs, so it is not
+comparable with theirs and would sit on the front only by being measured at a lower fidelity.
+``include_stopped=True`` adds them (``nas pareto --include-stopped``, the dashboard's toggle).
+
 Hypervolume is measured in (log10 throughput, accuracy) space against a fixed reference point
 (``ref_throughput`` img/s, accuracy 0), so values from different moments of a search (or different
 searches on the same device) are comparable.  Log throughput because throughputs of candidate
@@ -17,14 +22,20 @@ from typing import Iterable, Sequence
 from nas.store.records import TrialRecord, TrialStatus
 
 
-def pareto_front(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
-    """Non-dominated usable trials (maximise accuracy and throughput), sorted by throughput.
+def on_front_candidate(trial: TrialRecord, include_stopped: bool = False) -> bool:
+    """A usable trial at the final fidelity (completed), or also an early-stopped one if asked."""
+    return trial.usable and (trial.status == TrialStatus.COMPLETED or include_stopped)
+
+
+def pareto_front(trials: Iterable[TrialRecord], include_stopped: bool = False) -> list[TrialRecord]:
+    """Non-dominated trials (maximise accuracy and throughput) among the front candidates, sorted
+    by throughput.
 
     Reused rows that copy another trial's result count once (the first occurrence).
     """
     seen, points = set(), []
     for t in trials:
-        if not t.usable:
+        if not on_front_candidate(t, include_stopped):
             continue
         key = (t.arch_hash, t.recipe_hash, t.accuracy, t.throughput)
         if key in seen:
@@ -40,9 +51,10 @@ def pareto_front(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
     return sorted(front, key=lambda t: t.throughput)
 
 
-def hypervolume(trials: Iterable[TrialRecord], ref_throughput: float = 1.0, ref_accuracy: float = 0.0) -> float:
+def hypervolume(trials: Iterable[TrialRecord], ref_throughput: float = 1.0, ref_accuracy: float = 0.0,
+                include_stopped: bool = False) -> float:
     """Area dominated by the front in (log10 throughput, accuracy) space above the reference point."""
-    points = [(t.throughput, t.accuracy) for t in pareto_front(trials)]
+    points = [(t.throughput, t.accuracy) for t in pareto_front(trials, include_stopped)]
     return hypervolume_2d(points, ref_throughput, ref_accuracy)
 
 
@@ -62,13 +74,14 @@ def hypervolume_2d(points: Iterable[tuple[float, float]], ref_throughput: float 
     return area
 
 
-def hypervolume_history(trials: Sequence[TrialRecord], ref_throughput: float = 1.0) -> list[tuple[float, float]]:
+def hypervolume_history(trials: Sequence[TrialRecord], ref_throughput: float = 1.0,
+                        include_stopped: bool = False) -> list[tuple[float, float]]:
     """(cumulative device-hours, hypervolume) after each finished trial, in finishing order."""
     done = sorted((t for t in trials if t.finished_at), key=lambda t: t.finished_at)
     out, hours = [], 0.0
     for i, t in enumerate(done):
         hours += float(t.device_hours or 0.0)
-        out.append((hours, hypervolume(done[: i + 1], ref_throughput)))
+        out.append((hours, hypervolume(done[: i + 1], ref_throughput, include_stopped=include_stopped)))
     return out
 
 
@@ -97,13 +110,13 @@ class SearchStats:
         return self.count(TrialStatus.COMPLETED) + self.count(TrialStatus.STOPPED)
 
 
-def summarise(trials: Sequence[TrialRecord]) -> SearchStats:
+def summarise(trials: Sequence[TrialRecord], include_stopped: bool = False) -> SearchStats:
     by_status: dict[str, int] = {}
     for t in trials:
         by_status[str(t.status)] = by_status.get(str(t.status), 0) + 1
     best = best_trial(trials)
-    front = pareto_front(trials)
+    front = pareto_front(trials, include_stopped)
     return SearchStats(
         trials=len(trials), by_status=by_status, reused=sum(t.reused for t in trials),
         best_accuracy=best.accuracy if best else None, best_trial=best.id if best else None,
-        front_size=len(front), hypervolume=hypervolume(front))
+        front_size=len(front), hypervolume=hypervolume(front, include_stopped=include_stopped))

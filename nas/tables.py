@@ -18,9 +18,10 @@ def arch_label(trial: TrialRecord) -> str:
 
 
 def trials_table(rows: Iterable[TrialRecord], with_search: bool = False) -> str:
-    """Fixed-width table: id, status, accuracy, speed, size, cost and the architecture's label."""
+    """Fixed-width table: id, status, epochs trained (an early-stopped trial's accuracy is from its
+    last one), accuracy, speed, size, cost and the architecture's label."""
     header = ["id"] + (["search"] if with_search else []) + [
-        "status", "acc", "img/s", "lat_ms", "params_M", "GMACs", "dev_h", "architecture"]
+        "status", "epochs", "acc", "img/s", "lat_ms", "params_M", "GMACs", "dev_h", "architecture"]
     table = [header]
     for t in rows:
         label = arch_label(t)
@@ -29,7 +30,7 @@ def trials_table(rows: Iterable[TrialRecord], with_search: bool = False) -> str:
         if t.reused:
             label = f"{label} [reuses {t.reused_from}]"
         table.append([str(t.id)] + ([t.search or "-"] if with_search else []) + [
-            str(t.status), fmt(t.accuracy, ".3f"), fmt(t.throughput, ".4g"), fmt(t.latency_ms, ".3g"),
+            str(t.status), str(t.epochs_done or 0), fmt(t.accuracy, ".3f"), fmt(t.throughput, ".4g"), fmt(t.latency_ms, ".3g"),
             fmt(t.params, ".2f", 1e-6), fmt(t.gmacs, ".3g"), fmt(t.device_hours, ".4f"), label])
     if len(table) == 1:
         return "(no trials)"

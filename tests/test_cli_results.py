@@ -43,7 +43,8 @@ def add_trial(store, search_id, i, status, acc=None, throughput=None):
 
 @pytest.fixture
 def db(tmp_path) -> Path:
-    """Two searches; in "alpha" trials 1 and 2 form the front, 3 is dominated, 4 failed, 5 infeasible."""
+    """Two searches; in "alpha" trials 1 and 3 form the front of completed trials, 2 (early-stopped) dominates 3
+    when stopped trials are included, 4 failed, 5 infeasible."""
     path = tmp_path / "nas.db"
     store = open_store(f"sqlite:///{path}", create=True)
     for name in ("alpha", "beta"):
@@ -98,9 +99,17 @@ def test_trials_table_and_filters(capsys, db):
 def test_pareto_defaults_to_newest_search_and_json_is_one_array(capsys, db):
     code, out, _ = run_cli(capsys, "pareto", "--db", str(db), "--search", "alpha", "--json")
     front = json.loads(out)
-    assert code == 0 and [t["id"] for t in front] == [1, 2]  # sorted by throughput; 3 dominated by 2
+    assert code == 0 and [t["id"] for t in front] == [1, 3]  # completed trials only, sorted by throughput
+    code, out, _ = run_cli(capsys, "pareto", "--db", str(db), "--search", "alpha", "--include-stopped", "--json")
+    assert [t["id"] for t in json.loads(out)] == [1, 2]  # 3 dominated by the early-stopped 2
+    code, out, _ = run_cli(capsys, "pareto", "--db", str(db), "--search", "alpha", "--include-stopped")
+    lines = out.strip().splitlines()
+    assert "completed and early-stopped trials): 2 trial(s)" in lines[0]
+    header, stopped = lines[1].split(), lines[3].split()
+    assert stopped[:3] == ["2", "stopped", "2"] and header[:3] == ["id", "status", "epochs"]
     code, out, _ = run_cli(capsys, "pareto", "--db", str(db))
-    assert "search 'beta'" in out and out.strip().splitlines()[-1].split()[0] == "6"
+    assert "search 'beta'" in out and "(accuracy vs throughput, completed trials)" in out
+    assert out.strip().splitlines()[-1].split()[0] == "6"
 
 
 def test_show_prints_one_trial_with_epochs(capsys, db):

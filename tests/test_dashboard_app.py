@@ -2,6 +2,7 @@
 live refresh, plus the pure frame helpers and the ``nas dashboard`` command's checks."""
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 from pathlib import Path
@@ -234,3 +235,49 @@ def test_streamlit_is_started_headless_on_localhost_without_telemetry():
     assert "--db" not in cmd  # the URL (and any password in it) travels in the environment, not argv
     assert command.streamlit_env("sqlite:////abs/nas.db")[DB_ENV] == "sqlite:////abs/nas.db"
     assert command.absolute_url("rel/nas.db") == f"sqlite:///{Path('rel/nas.db').resolve()}"
+
+
+def _figure(at: AppTest, index: int = 0) -> dict:
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def test_front_is_final_fidelity_by_default_and_the_toggle_adds_early_stopped_trials(monkeypatch, fresh_url):
+    """A fast early-stopped trial stays off the front (its accuracy is from 1 of 4 epochs) until the toggle is on;
+    its row and its hover say at which epoch it stopped."""
+    store = open_store(fresh_url)
+    search = store.get_search("hybrid-demo")
+    arch = {"mixers": ["pooling"] * 4, "depths": [1, 1, 1, 1], "dims": [32, 64, 128, 192]}
+    fast = store.start_trial(search.id, arch=arch, recipe=RECIPE, device_kind=DEVICE)
+    store.record_measurement(fast, Measurement(params=500_000, gmacs=0.02, latency_ms=0.5, throughput=90_000.0,
+                                               protocol=PROTOCOL))
+    store.record_epoch(fast, 1, dict(val_accuracy=0.5), best_accuracy=0.5)
+    store.finish_trial(fast, TrialStatus.STOPPED, device_hours=0.001)
+    trials = store.trials(search="hybrid-demo")
+    completed_front = [t.id for t in pareto_front(trials)]
+    full_front = [t.id for t in pareto_front(trials, include_stopped=True)]
+    assert fast not in completed_front and fast in full_front
+
+    at = run_app(monkeypatch, fresh_url, "hybrid-demo")
+    toggle = at.toggle(key="front_include_stopped")
+    assert toggle.value is False and "(3 in this search)" in toggle.label
+    table = at.dataframe[0].value.set_index("id")
+    assert sorted(table.index[table["on_front"]]) == sorted(completed_front)
+    stopped = {t.id: t.epochs_done for t in trials if t.status == TrialStatus.STOPPED}
+    assert table.loc[list(stopped), "stopped_at_epoch"].tolist() == list(stopped.values())
+    assert table.loc[fast, "stopped_at_epoch"] == 1 and table.loc[fast, "epochs_done"] == 1
+    assert table["stopped_at_epoch"].drop(index=list(stopped)).isna().all()
+    assert metric(at, "Pareto front") == f"{len(completed_front)} trials"
+    figure = _figure(at)
+    front_trace = next(t for t in figure["data"] if t.get("meta", {}).get("role") == "front")
+    assert sorted(int(c[0]) for c in front_trace["customdata"]) == sorted(completed_front)
+    stopped_trace = next(t for t in figure["data"] if t.get("name") == "early-stopped")
+    notes = {int(c[0]): c[-1] for c in stopped_trace["customdata"]}
+    assert "stopped early at epoch 1 of 4" in notes[fast]
+
+    at.toggle(key="front_include_stopped").set_value(True).run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("id")
+    assert sorted(table.index[table["on_front"]]) == sorted(full_front)
+    assert metric(at, "Pareto front") == f"{len(full_front)} trials"
+    front_trace = next(t for t in _figure(at)["data"] if t.get("meta", {}).get("role") == "front")
+    assert fast in {int(c[0]) for c in front_trace["customdata"]}

@@ -48,3 +48,20 @@ def test_summary_counts_best_and_front():
     assert stats.best_accuracy == 0.95 and stats.best_trial == 4 and stats.front_size == 3
     assert stats.hypervolume == pytest.approx(hypervolume(TRIALS))
     assert best_trial(TRIALS).id == 4 and best_trial([]) is None
+
+
+def test_front_is_final_fidelity_unless_stopped_trials_are_included():
+    """An early-stopped trial (accuracy from fewer epochs) joins the front only when asked."""
+    trials = [*TRIALS[:4], _t(7, 0.85, 400.0, "stopped"), _t(8, 0.97, 1.5, "stopped")]
+    assert [t.id for t in pareto_front(trials)] == [4, 1, 2]
+    assert [t.id for t in pareto_front(trials, include_stopped=True)] == [8, 4, 1, 7]  # 7 dominates 2
+    assert hypervolume(trials) == pytest.approx(hypervolume(TRIALS))
+    with_stopped = hypervolume(trials, include_stopped=True)
+    # staircase from the fastest: 7 (400, .85), 1 (10, .90), 4 (5, .95), 8 (1.5, .97)
+    assert with_stopped == pytest.approx(math.log10(400) * 0.85 + 1.0 * 0.05 + math.log10(5) * 0.05
+                                         + math.log10(1.5) * 0.02)
+    stats, stats_all = summarise(trials), summarise(trials, include_stopped=True)
+    assert (stats.front_size, stats_all.front_size) == (3, 4)
+    assert stats.hypervolume == pytest.approx(hypervolume(TRIALS)) and stats_all.hypervolume == pytest.approx(with_stopped)
+    assert hypervolume_history(trials)[-1][1] == pytest.approx(hypervolume(TRIALS))
+    assert hypervolume_history(trials, include_stopped=True)[-1][1] == pytest.approx(with_stopped)

@@ -25,8 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     pareto = subparsers.add_parser(
         "pareto", help="list the accuracy/throughput Pareto front",
-        description="Trials no other feasible trial beats on both proxy accuracy and measured throughput.")
+        description="Trials no other trial beats on both proxy accuracy and measured throughput, among the trials "
+                    "that trained every epoch (completed); early-stopped trials only with --include-stopped.")
     pareto.add_argument("--search", help="search name (default: the newest search)")
+    pareto.add_argument("--include-stopped", action="store_true",
+                        help="let early-stopped trials on the front too, at the accuracy of the epochs they ran "
+                             "(a lower fidelity than the completed trials')")
     _common(pareto, run_pareto)
 
     show = subparsers.add_parser("show", help="show one trial", description="Show one trial with its epochs.")
@@ -53,9 +57,10 @@ def run_pareto(args: argparse.Namespace) -> int:
     with _reading(args.db) as store:
         name = args.search if args.search is not None else newest_search(store)
         require_search(store, name)
-        front = pareto_front(store.trials(search=name))
+        front = pareto_front(store.trials(search=name), include_stopped=args.include_stopped)
     if not args.json:
-        print(f"Pareto front of search {name!r} (accuracy vs throughput): {len(front)} trial(s)")
+        which = "completed and early-stopped trials" if args.include_stopped else "completed trials"
+        print(f"Pareto front of search {name!r} (accuracy vs throughput, {which}): {len(front)} trial(s)")
     _print(front, args.json, with_search=False)
     return 0
 
