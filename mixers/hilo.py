@@ -27,7 +27,9 @@ Deliberate deviations:
 - Heads are given by ``head_dim`` (``num_heads = dim // head_dim``) unless ``num_heads`` is
   passed; either way ``num_heads * head_dim`` must equal ``dim`` (the official module derives
   ``head_dim = dim / num_heads``).
-- Attention runs through ``F.scaled_dot_product_attention`` (same math; windows are batched).
+- Attention runs through ``mixers._attention.attention`` (same math; windows are batched): the fused
+  ``F.scaled_dot_product_attention`` kernel for large problems, two matmuls and a softmax for small
+  ones on CPU (2x2 windows, Lo-Fi at 14x14 and below), where they are faster.
   The official ``attn_drop``/``proj_drop`` (accepted but unused) and ``qk_scale`` (never set
   by LITv2) are not exposed.
 """
@@ -36,6 +38,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._attention import attention
 
 
 class HiLo(nn.Module):
@@ -79,7 +83,7 @@ class HiLo(nn.Module):
         if self.window_size > 1:
             x = F.avg_pool2d(x.permute(0, 3, 1, 2), self.window_size, ceil_mode=True).permute(0, 2, 3, 1)
         k, v = self.l_kv(x).reshape(B, -1, 2, self.l_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        y = attention(q, k, v, self.scale)
         return self.l_proj(y.transpose(1, 2).reshape(B, H, W, self.l_dim))
 
     def hifi(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +100,7 @@ class HiLo(nn.Module):
                    .reshape(3, B * gh * gw, self.h_heads, s * s, self.head_dim)
                    .unbind(0))
         mask = self._real_key_mask(H, W, B, x.device) if pad_b > 0 or pad_r > 0 else None
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        y = attention(q, k, v, self.scale, attn_mask=mask)
         y = (y.reshape(B, gh, gw, self.h_heads, s, s, self.head_dim)
              .permute(0, 1, 4, 2, 5, 3, 6)
              .reshape(B, gh * s, gw * s, self.h_dim))

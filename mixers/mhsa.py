@@ -4,15 +4,17 @@ Paper: Yu et al., "MetaFormer Baselines for Vision", TPAMI 2024 (arXiv 2210.1345
 official code: sail-sg/metaformer ``metaformer_baselines.py`` ``Attention`` (timm:
 ``timm/models/metaformer.py``).  head_dim 32, ``num_heads = dim // 32`` (at least 1),
 no qkv/proj bias, no positional encoding; attention runs through the fused
-``F.scaled_dot_product_attention``.  No deliberate deviations: like sail-sg (and unlike
+``F.scaled_dot_product_attention`` (on CPU, two matmuls and a softmax up to 196 x 49 token pairs,
+where they are faster: ``mixers._attention``).  No deliberate deviations: like sail-sg (and unlike
 timm's port), a width that is not a multiple of 32 works, with an attention width of
 ``num_heads * 32``.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ._attention import attention
 
 
 class Attention(nn.Module):
@@ -39,7 +41,6 @@ class Attention(nn.Module):
         N = H * W
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0,
-                                           scale=self.scale)
+        y = attention(q, k, v, self.scale, dropout_p=self.attn_drop if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, H, W, self.attention_dim)
         return self.proj_drop(self.proj(y))
