@@ -8,9 +8,10 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import panels
-from dashboard.data import REFRESH_SECONDS, db_url_from_process, fetch_searches, fetch_trials
+from dashboard.data import REFRESH_SECONDS, db_url_from_process, fetch_references, fetch_searches, fetch_trials
 from dashboard.frames import stage_count, trials_frame
 from nas.front import summarise
+from nas.references import search_device_kinds
 from nas.store import StoreError
 from nas.store.engine import display_url
 
@@ -46,6 +47,8 @@ def search_view() -> None:
     try:
         search = next((s for s in fetch_searches(db_url) if s.name == search_name), None)
         trials = fetch_trials(db_url, search_name)
+        references = fetch_references(db_url, search_name, tuple(sorted(search_device_kinds(search, trials)))) \
+            if search is not None else []
     except StoreError as exc:
         st.warning(f"Cannot read the database right now ({exc}); retrying on the next refresh.")
         return
@@ -61,7 +64,7 @@ def search_view() -> None:
     if df.empty:
         st.info("No trials recorded yet." + (" Waiting for the first result…" if started_running else ""))
         return
-    chart_pick = panels.render_pareto(df, search, trials, include_stopped)
+    chart_pick = panels.render_pareto(df, search, trials, include_stopped, references)
     detail_slot = st.container()
     st.subheader("Trials")
     table_pick = panels.render_table(df, search_name, stage_count(trials))

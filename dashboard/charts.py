@@ -14,9 +14,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from nas.store import EpochRecord, TrialStatus
+from nas.store import EpochRecord, ReferenceMeasurement, TrialStatus
 
 from .frames import ArchView
+from .reference_lines import add_reference_lines
 
 STATUS_STYLE: dict[str, dict] = {
     TrialStatus.COMPLETED.value: {"rank": 100, "label": "completed", "color": "#2563eb", "symbol": "circle"},
@@ -164,10 +165,14 @@ def plotted(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
 
 
 def pareto_figure(df: pd.DataFrame, *, throughput_title: str, accuracy_title: str,
-                  min_throughput: float | None = None, revision: str = "") -> go.Figure:
-    """Accuracy vs log throughput; trials without accuracy go to a strip underneath, by status."""
+                  min_throughput: float | None = None, revision: str = "",
+                  references: Sequence[ReferenceMeasurement] = ()) -> go.Figure:
+    """Accuracy vs log throughput; trials without accuracy go to a strip underneath, by status; the seed
+    papers' ``references`` as labelled vertical lines at their throughput."""
     on_chart, in_strip = plotted(df)
-    xs = [*df.loc[on_chart | in_strip, "throughput"], *([min_throughput] if min_throughput else [])]
+    references = [r for r in references if r.throughput and math.isfinite(r.throughput) and r.throughput > 0]
+    xs = [*df.loc[on_chart | in_strip, "throughput"], *([min_throughput] if min_throughput else []),
+          *(r.throughput for r in references)]
     # pad by ~15 % each side (log axis ranges are in log10 units) so edge points and lines stay clear
     x_range = (math.log10(min(xs)) - 0.06, math.log10(max(xs)) + 0.06) if xs else (0.0, 1.0)
     is_seed = df["seed_name"].notna()
@@ -206,6 +211,10 @@ def pareto_figure(df: pd.DataFrame, *, throughput_title: str, accuracy_title: st
             name=f"min throughput {min_throughput:,.0f} img/s (limit)",
             line={"color": CONSTRAINT_COLOR, "dash": "dash", "width": 1.5}, legendrank=800,
             meta={"role": "constraint"}), **row1)
+    if references:
+        accs = df.loc[on_chart, "accuracy"]
+        low, high = (accs.min(), accs.max()) if len(accs) else (0.0, 100.0)
+        add_reference_lines(fig, references, y_range=(low - 1, high + 1), subplot=row1)
 
     if has_strip:
         for status in (*reversed(_WITH_ACCURACY), TrialStatus.INFEASIBLE.value, TrialStatus.FAILED.value):

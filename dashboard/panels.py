@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import streamlit as st
 
 from nas.formatting import fmt
 from nas.front import SearchStats
-from nas.store import SearchRecord, TrialRecord, TrialStatus
+from backbones.references import reference_label
+from nas.store import ReferenceMeasurement, SearchRecord, TrialRecord, TrialStatus
 from nas.store.engine import display_url
 
 from . import charts
@@ -95,12 +96,13 @@ def render_summary(search: SearchRecord, summary: SearchStats) -> None:
 
 
 def render_pareto(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRecord],
-                  include_stopped: bool = False) -> int | None:
-    """The Pareto chart; returns the trial id of a selected point, if any."""
+                  include_stopped: bool = False, references: Sequence[ReferenceMeasurement] = ()) -> int | None:
+    """The Pareto chart (with the seed papers' ``references`` as throughput lines); returns the trial id
+    of a selected point, if any."""
     x_title, y_title = axis_titles(search, trials)
     fig = charts.pareto_figure(df, throughput_title=x_title, accuracy_title=y_title,
                                min_throughput=search.setting("measure", "min_throughput"),
-                               revision=search.name)
+                               revision=search.name, references=references)
     event = st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points",), width="stretch",
                             config={"displaylogo": False})
     on_chart, in_strip = charts.plotted(df)
@@ -112,8 +114,17 @@ def render_pareto(df: pd.DataFrame, search: SearchRecord, trials: list[TrialReco
     st.caption("Each point is one trial: throughput measured on the search device at the target resolution, "
                f"accuracy after the proxy training. The dotted staircase joins the non-dominated {front_of}. "
                "Trials without an accuracy (over a limit, failed, or still training) sit in the strip below. "
-               "Click a point to open the trial." + "".join(f"  \n{note} (not plotted)." for note in notes))
+               "Click a point to open the trial." + "".join(f"  \n{note} (not plotted)." for note in notes)
+               + (f"  \n{reference_note(references)}" if references else ""))
     return chart_selection(event)
+
+
+def reference_note(references: Sequence[ReferenceMeasurement]) -> str:
+    """What the vertical reference lines are, and why they are lines, not points."""
+    names = ", ".join(reference_label(r.model) for r in sorted(references, key=lambda r: r.throughput))
+    return (f"Dash-dot lines: the seed papers' own models ({names}) measured on this device with the trials' "
+            "protocol. Their ImageNet accuracy is not comparable with proxy accuracy, so only their throughput is "
+            "drawn (`nas show-reference --search NAME` lists them).")
 
 
 def chart_selection(event: Any) -> int | None:

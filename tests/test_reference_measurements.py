@@ -217,3 +217,65 @@ def test_show_reference_table_json_and_errors(store, capsys, tmp_path):
     assert "no search named 'nope'" in capsys.readouterr().err
     assert nas_main(["show-reference", "--db", str(tmp_path / "missing.db")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+# ------------------------------------------------------------------ dashboard
+
+
+def pareto_spec(at) -> dict:
+    """The Pareto chart's plotly JSON (the chart with trial points)."""
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        if any((t.get("meta") or {}).get("role") == "trials" for t in spec["data"]):
+            return spec
+    raise AssertionError("no Pareto chart on the page")
+
+
+def test_dashboard_draws_labelled_throughput_lines_not_points(monkeypatch, tmp_path):
+    import math
+    import random
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import DB_ENV
+    from dashboard_fixture import DEVICE, HYBRID_DEMO, RECIPE, _run_trial, build_fixture_db
+
+    url = build_fixture_db(tmp_path / "nas.db")
+    store = open_store(url)
+    flagship = store.create_search(
+        "flagship", space="hybrid_metaformer", space_description={"stages": 4}, budget_kind="trials",
+        config={"strategy": "random", "recipe": RECIPE, "measure": CPU_MEASURE.to_dict()}, budget_total=4,
+        budget_text="4trials", device_kind=DEVICE)
+    rng = random.Random(3)
+    for seed, mixers, outcome in HYBRID_DEMO[:6]:
+        _run_trial(store, flagship.id, seed, mixers, outcome, rng)
+    store.update_search("flagship", status="finished")
+    here = dict(kind=DEVICE, protocol=protocol(kind=DEVICE))
+    record_reference(store, reference("litv2_s", 4_000.0, **here))
+    record_reference(store, reference("dynamixer_s", 1_000.0, **here))
+    record_reference(store, reference("dfformer_s18", 3_000.0, kind=OTHER_KIND))  # another device: not drawn
+    store.close()
+
+    monkeypatch.setenv(DB_ENV, url)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=60)
+    at.query_params["search"] = "flagship"
+    at.run()
+    assert not at.exception, at.exception
+    spec = pareto_spec(at)
+    lines = [t for t in spec["data"] if (t.get("meta") or {}).get("role") == "reference"]
+    assert {t["meta"]["model"]: set(t["x"]) for t in lines} == {"litv2_s": {4_000.0}, "dynamixer_s": {1_000.0}}
+    assert all(t["mode"] == "lines" and len(t["y"]) > 2 for t in lines)  # a vertical line, never a point
+    assert [t["showlegend"] for t in sorted(lines, key=lambda t: t["x"][0])] == [True, False]  # one legend entry
+    labels = {a["text"]: a["x"] for a in spec["layout"]["annotations"]}
+    assert labels["LITv2-S"] == pytest.approx(math.log10(4_000.0)) and "DynaMixer-S" in labels
+    low, high = spec["layout"]["xaxis"]["range"]
+    assert low < math.log10(1_000.0) and math.log10(4_000.0) < high  # both lines inside the x range
+    captions = "\n".join(str(c.value) for c in at.caption)
+    assert "DynaMixer-S, LITv2-S" in captions and "not comparable with proxy accuracy" in captions
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=60)
+    at.query_params["search"] = "hybrid-demo"  # measured at 64 px: no reference lines
+    at.run()
+    assert not any((t.get("meta") or {}).get("role") == "reference" for t in pareto_spec(at)["data"])
