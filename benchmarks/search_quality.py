@@ -7,8 +7,8 @@ first), budget tracker and Ray Tune scheduler, with the recorded trials answered
 The budget counts evaluations (trials started).  Reported per strategy and budget: the
 hypervolume of the found front (accuracy vs log10 throughput; completed trials, see
 ``nas.bench.quality``) over the table's true front, mean and sample std over seeds.  ``results``
-runs as ``nas search`` does by default (ASHA early stopping); ``results_no_early_stopping``
-trains every trial to the end.
+runs with ``nas search``'s default early stopping; every other choice of ``EarlyStopping`` has
+its own key (``results_no_early_stopping``, ``results_asha``, ...) with the same shape.
 
     python -m benchmarks.search_quality --seeds 20 --json benchmarks/results/search_quality.json \\
         [--table benchmarks/mixerbench/mixerbench.json] [--png benchmarks/results/search_quality.png]
@@ -28,6 +28,7 @@ from nas.bench import TabularEvaluator, load_table
 from nas.bench.quality import FOUND_FRONT_RULE, QualityStats, search_quality
 from nas.budget import parse_budget
 from nas.search.scheduler import GRACE_EPOCHS, REDUCTION_FACTOR
+from nas.search.settings import DEFAULT_EARLY_STOPPING, EarlyStopping
 from nas.strategies import STRATEGY_NAMES, create_strategy
 from search_spaces import SearchSpace
 
@@ -37,7 +38,17 @@ DEFAULT_TABLE = "benchmarks/mixerbench/mixerbench.json"
 DEFAULT_JSON = "benchmarks/results/search_quality.json"
 DEFAULT_PNG = "benchmarks/results/search_quality.png"
 BUDGETS = (25, 50, 100, 200)
-MODES = {"results": True, "results_no_early_stopping": False}  # JSON key -> ASHA on
+
+
+def result_key(choice: EarlyStopping) -> str:
+    """JSON key of one early-stopping choice's results: ``results`` for the default."""
+    if choice is DEFAULT_EARLY_STOPPING:
+        return "results"
+    return "results_no_early_stopping" if choice is EarlyStopping.NONE else f"results_{choice.value.replace('-', '_')}"
+
+
+# JSON key -> early-stopping choice, the default first
+MODES = {result_key(c): c for c in sorted(EarlyStopping, key=lambda c: c is not DEFAULT_EARLY_STOPPING)}
 
 
 def available_strategies(space: SearchSpace, wanted: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
@@ -57,47 +68,44 @@ def available_strategies(space: SearchSpace, wanted: list[str] | None = None) ->
 
 def run_benchmark(evaluator: TabularEvaluator, strategies: list[str], budgets: list[int], seeds: list[int],
                   workers: int, out: TextIO | None = None) -> tuple[dict[str, dict[str, dict[str, QualityStats]]], dict]:
-    """{mode key: {strategy: {budget: stats}}} and {strategy: seconds} for every strategy, budget and mode."""
+    """{result key: {strategy: {budget: stats}}} and {strategy: {early stopping: seconds}}."""
     results: dict[str, dict[str, dict[str, QualityStats]]] = {key: {} for key in MODES}
-    timings: dict[str, float] = {}
+    timings: dict[str, dict[str, float]] = {}
     out = out or sys.stdout
     for strategy in strategies:
-        started = time.perf_counter()
-        for key, asha in MODES.items():
+        for key, choice in MODES.items():
+            started = time.perf_counter()
             results[key][strategy] = {
                 str(b): search_quality(evaluator, strategy, parse_budget(f"{b}trials"), seeds, workers=workers,
-                                       asha=asha) for b in budgets}
-        timings[strategy] = time.perf_counter() - started
-        print(f"{strategy}: {len(seeds)} seeds x {len(budgets)} budgets x {len(MODES)} modes in "
-              f"{timings[strategy]:.1f} s", file=out, flush=True)
+                                       early_stopping=choice) for b in budgets}
+            timings.setdefault(strategy, {})[choice.value] = round(time.perf_counter() - started, 2)
+        print(f"{strategy}: {len(seeds)} seeds x {len(budgets)} budgets in "
+              + ", ".join(f"{t:.1f} s ({c})" for c, t in timings[strategy].items()), file=out, flush=True)
     return results, timings
 
 
 def format_results(results: dict[str, dict[str, dict[str, QualityStats]]]) -> str:
-    """One line per strategy and budget: HV ratio with ASHA (completed / with stopped) and without."""
-    header = (f"{'strategy':<16} {'budget':>6}  {'HV ratio ASHA':>15}  {'+stopped':>8}  {'device-h':>8}  "
-              f"{'HV ratio no ES':>15}  {'device-h':>8}")
+    """One line per strategy and budget; per early-stopping choice: HV ratio (mean ± std) and device-hours."""
+    header = f"{'strategy':<14} {'budget':>6}" + "".join(
+        f"  {'HV ' + choice.value:>15} {'dev-h':>6}" for choice in MODES.values())
     lines = [header, "-" * len(header)]
-    asha, fifo = results["results"], results["results_no_early_stopping"]
-    for strategy, by_budget in asha.items():
-        for budget, s in by_budget.items():
-            f = fifo[strategy][budget]
-            lines.append(f"{strategy:<16} {budget:>6}  {s.hv_ratio_mean:>7.3f} ± {s.hv_ratio_std:<5.3f}  "
-                         f"{s.hv_ratio_with_stopped_mean:>8.3f}  {s.device_h_mean:>8.3f}  "
-                         f"{f.hv_ratio_mean:>7.3f} ± {f.hv_ratio_std:<5.3f}  {f.device_h_mean:>8.3f}")
+    for strategy, by_budget in results["results"].items():
+        for budget in by_budget:
+            cells = [results[key][strategy][budget] for key in MODES]
+            lines.append(f"{strategy:<14} {budget:>6}" + "".join(
+                f"  {s.hv_ratio_mean:>7.3f} ± {s.hv_ratio_std:<5.3f} {s.device_h_mean:>6.3f}" for s in cells))
     return "\n".join(lines)
 
 
 def write_png(path: str | Path, results: dict[str, dict[str, dict[str, QualityStats]]], seeds: int) -> Path:
-    titles = {"results": "with ASHA (the nas search default)", "results_no_early_stopping": "no early stopping"}
     lowest = min(s.hv_ratio_mean - s.hv_ratio_std for per in results.values() for by_budget in per.values()
                  for s in by_budget.values())
     y_range = (max(0.0, math.floor(lowest * 10) / 10), 1.0)
-    panels = [Panel(title=titles[key], x_label="budget (evaluations)",
+    panels = [Panel(title=f"early stopping: {choice.value}" + (" (default)" if key == "results" else ""), x_label="budget (evaluations)",
                     y_label=f"found / true hypervolume (mean ± std of {seeds} seeds)",
                     series=[Series(strategy, [(int(b), s.hv_ratio_mean, s.hv_ratio_std) for b, s in by_budget.items()])
                             for strategy, by_budget in results[key].items()], y_range=y_range)
-              for key in MODES]
+              for key, choice in MODES.items()]
     return save_line_chart(path, panels)
 
 
@@ -150,11 +158,12 @@ def _run(args: argparse.Namespace) -> int:
            for key, per in results.items()},
         "settings": {"budget": "evaluations (trials started)", "budgets": budgets, "seeds": seeds,
                      "workers": args.workers, "found_front": FOUND_FRONT_RULE,
-                     "asha": {"time_attr": "epoch", "grace_period": GRACE_EPOCHS,
-                              "reduction_factor": REDUCTION_FACTOR, "max_t": table.epochs},
+                     "early_stopping": {key: choice.value for key, choice in MODES.items()},
+                     "rungs": {"time_attr": "epoch", "grace_period": GRACE_EPOCHS,
+                               "reduction_factor": REDUCTION_FACTOR, "max_t": table.epochs},
                      "std": "sample standard deviation over seeds"},
         "skipped": skipped,
-        "seconds": {s: round(t, 2) for s, t in timings.items()},
+        "seconds": timings,
     }
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

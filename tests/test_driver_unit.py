@@ -26,7 +26,7 @@ from nas.search.recorder import HEARTBEAT_S, Reused, SearchRecorder, charged_dev
 from nas.search.report import format_progress
 from nas.search.run import INTERRUPTED_ERROR, replay_stored_trials
 from nas.search.searcher import StrategySearcher
-from nas.search.settings import SearchRequest, SearchSettings
+from nas.search.settings import EarlyStopping, SearchRequest, SearchSettings
 from nas.store import TrialStatus, open_store
 from nas.trial.measure_settings import MeasureSettings
 from nas.trial.progress import TrialProgress
@@ -226,8 +226,8 @@ def test_format_progress_line():
 
 def test_settings_conflicts_name_only_given_differences():
     stored = SearchSettings(space="mini", strategy="evolution", seed=0, recipe=ProxyRecipe(epochs=3, lr=0.002),
-                            measure=MeasureSettings(), asha=True)
-    given = SearchRequest(strategy="evolution", epochs=5, proxy_res=None, asha=None)
+                            measure=MeasureSettings(), early_stopping=EarlyStopping.ASHA)
+    given = SearchRequest(strategy="evolution", epochs=5, proxy_res=None, early_stopping=None)
     assert stored.conflicts(given) == ["recipe.epochs (stored 3, given 5)"]
     assert stored.conflicts(SearchRequest(proxy_res=64, max_latency_ms=2.0)) == [
         "recipe.img_size (stored 32, given 64)", "measure.max_latency_ms (stored None, given 2.0)"]

@@ -15,6 +15,7 @@ from nas.bench.evaluator import RecordedTrialError
 from nas.bench.quality import search_quality as quality_of
 from nas.bench.simulator import simulate_search
 from nas.budget import Budget, parse_budget
+from nas.search.settings import DEFAULT_EARLY_STOPPING
 from nas.store.records import TrialStatus
 from nas.strategies import STRATEGY_NAMES
 from nas.trial.measure_settings import MeasureSettings
@@ -142,7 +143,7 @@ def test_run_trial_drop_in_stops_when_report_says_so():
 def test_trials_budget_starts_exactly_that_many_and_charges_what_they_used():
     table = synthetic_table()
     search = simulate_search(TabularEvaluator(table), "random", parse_budget("10trials"), seed=3, workers=3,
-                             asha=False)
+                             early_stopping="none")
     assert len(search.trials) == 10 and search.charged == 10
     assert len({t.arch for t in search.trials}) == 10
     for t in search.trials:
@@ -162,7 +163,7 @@ def test_trials_budget_starts_exactly_that_many_and_charges_what_they_used():
 def test_device_time_budget_is_charged_in_device_hours_and_overshoots_at_most_the_trials_in_flight():
     table = synthetic_table()
     budget = Budget("cpu", 60.0 / 3600.0, "1cpu-min")
-    search = simulate_search(TabularEvaluator(table), "random", budget, seed=0, workers=2, asha=False)
+    search = simulate_search(TabularEvaluator(table), "random", budget, seed=0, workers=2, early_stopping="none")
     assert search.charged == pytest.approx(search.device_s / 3600.0)
     mean_cost = search.charged / len(search.trials)
     assert search.charged + mean_cost > budget.amount  # it stopped because another trial would not fit
@@ -188,7 +189,8 @@ def test_asha_stops_the_trials_below_the_top_third_of_their_rung():
     archs = [arch_of(space, *m) for m in order]
     curves = {a: (first, first + 0.05, first + 0.06) for a, first in zip(archs, (0.5, 0.4, 0.3, 0.9))}
     table = synthetic_table(space, curves)
-    search = simulate_search(TabularEvaluator(table), "random", parse_budget("4trials"), seed=0, workers=1)
+    search = simulate_search(TabularEvaluator(table), "random", parse_budget("4trials"), seed=0, workers=1,
+                             early_stopping="asha")
     assert [t.arch for t in search.trials] == archs
     assert [t.status for t in search.trials] == [TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.STOPPED,
                                                  TrialStatus.COMPLETED]
@@ -198,7 +200,8 @@ def test_asha_stops_the_trials_below_the_top_third_of_their_rung():
     assert search.front_points() == [(table.entry(a).throughput, a_acc) for a, a_acc in
                                      ((archs[0], 0.56), (archs[3], 0.96))]
     assert len(search.front_points(include_stopped=True)) == 4
-    fifo = simulate_search(TabularEvaluator(table), "random", parse_budget("4trials"), seed=0, workers=1, asha=False)
+    fifo = simulate_search(TabularEvaluator(table), "random", parse_budget("4trials"), seed=0, workers=1,
+                           early_stopping="none")
     assert [t.epochs_done for t in fifo.trials] == [3, 3, 3, 3]
     assert fifo.device_s - search.device_s == 4 * 2.0
 
@@ -218,12 +221,13 @@ def test_failed_rows_become_failed_trials_charged_for_what_they_ran():
 def test_a_search_that_sees_the_whole_table_finds_the_whole_front(strategy):
     table = synthetic_table(synthetic_space([[CONV, CONV, POOL, POOL]]))
     evaluator = TabularEvaluator(table)
-    search = simulate_search(evaluator, strategy, parse_budget("200trials"), seed=1, workers=4, asha=False)
+    search = simulate_search(evaluator, strategy, parse_budget("200trials"), seed=1, workers=4,
+                             early_stopping="none")
     assert len(search.trials) == len(table)  # the space ran out before the budget
     assert table.hv_ratio(search.front_points()) == 1.0
-    stats = quality_of(evaluator, strategy, parse_budget("200trials"), [0, 1, 2], asha=False)
+    stats = quality_of(evaluator, strategy, parse_budget("200trials"), [0, 1, 2], early_stopping="none")
     assert (stats.hv_ratio_mean, stats.hv_ratio_std, stats.seeds) == (1.0, 0.0, 3)
-    partial = quality_of(evaluator, strategy, parse_budget("4trials"), [0, 1, 2], asha=True)
+    partial = quality_of(evaluator, strategy, parse_budget("4trials"), [0, 1, 2], early_stopping="asha")
     assert 0.0 <= partial.hv_ratio_mean < 1.0 and partial.trials_mean == 4
 
 
@@ -248,7 +252,9 @@ def test_benchmark_writes_the_json_shape_and_a_png(tmp_path, capsys):
     assert len(report["table"]["sha256"]) == 64 and report["table"]["true_front_size"] >= 1
     ran = set(report["results"])
     assert ran | set(report["skipped"]) == set(STRATEGY_NAMES) and {"random", "evolution"} <= ran
-    for key in ("results", "results_no_early_stopping"):
+    keys = {"results", "results_no_early_stopping", "results_asha"} - {f"results_{DEFAULT_EARLY_STOPPING.value}"}
+    assert keys <= set(report) and report["settings"]["early_stopping"]["results"] == DEFAULT_EARLY_STOPPING.value
+    for key in keys:
         assert set(report[key]) == ran
         for per_budget in report[key].values():
             assert set(per_budget) == {"4", "8"}
@@ -257,7 +263,7 @@ def test_benchmark_writes_the_json_shape_and_a_png(tmp_path, capsys):
                 assert 0.0 <= stats["hv_ratio_mean"] <= 1.0 and stats["hv_ratio_std"] >= 0.0
     assert Image.open(png).format == "PNG"
     printed = capsys.readouterr().out
-    assert "random: 2 seeds x 2 budgets x 2 modes in" in printed and "HV ratio ASHA" in printed
+    assert "random: 2 seeds x 2 budgets in" in printed and "HV none" in printed
 
 
 @pytest.mark.parametrize("args, message", [

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from nas.bench.evaluator import TabularEvaluator
 from nas.bench.simulator import SimulatedSearch, simulate_search
 from nas.budget import Budget
+from nas.search.settings import DEFAULT_EARLY_STOPPING, EarlyStopping
 from nas.store.records import TrialStatus
 
 __all__ = ["FOUND_FRONT_RULE", "QualityStats", "search_quality", "summarise_searches"]
@@ -67,9 +68,10 @@ def summarise_searches(evaluator: TabularEvaluator, searches: Sequence[Simulated
 
 
 def search_quality(evaluator: TabularEvaluator, strategy: str, budget: Budget, seeds: Sequence[int], *,
-                   workers: int = 4, asha: bool = True) -> QualityStats:
+                   workers: int = 4, early_stopping: EarlyStopping | str = DEFAULT_EARLY_STOPPING) -> QualityStats:
     """Simulate ``strategy`` once per seed at ``budget`` and summarise the searches."""
-    searches = [simulate_search(evaluator, strategy, budget, seed=seed, workers=workers, asha=asha) for seed in seeds]
+    searches = [simulate_search(evaluator, strategy, budget, seed=seed, workers=workers,
+                                early_stopping=early_stopping) for seed in seeds]
     return summarise_searches(evaluator, searches)
 
 

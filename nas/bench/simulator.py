@@ -3,8 +3,8 @@
 What is real: the strategy (``nas.strategies.create_strategy``, ask/tell), the Tune searcher that
 drives it (``StrategySearcher``: the space's seeds queued first, duplicates skipped, the budget
 deciding whether another trial may start), the budget tracker (``BudgetTracker``), the
-early-stopping scheduler (``create_scheduler``: Ray Tune's ``ASHAScheduler`` or
-``FIFOScheduler`` objects), and the rule that turns a trial's reports into its status
+early-stopping scheduler (``create_scheduler``: the ``MOASHAScheduler``, Ray Tune's
+``ASHAScheduler`` or ``FIFOScheduler`` objects), and the rule that turns a trial's reports into its status
 (``final_status``).  What is simulated: Tune's event loop, reduced to the calls it makes on
 those objects, and the trials themselves, answered by ``TabularEvaluator`` from the table.
 
@@ -29,12 +29,14 @@ from ray.tune.search import Searcher
 
 from nas.bench.evaluator import TabularEvaluator, TabularStep
 from nas.budget import Budget, BudgetTracker
+from nas.objectives import SpeedLimits, SpeedObjective
 from nas.search.recorder import Reused, final_status
 from nas.search.scheduler import create_scheduler
+from nas.search.settings import DEFAULT_EARLY_STOPPING, EarlyStopping
 from nas.search.searcher import StrategySearcher
 from nas.store.records import TrialStatus
 from nas.strategies import create_strategy
-from nas.trial.progress import MEASURE_PHASE, TrialProgress
+from nas.trial.progress import TrialProgress
 from search_spaces import Architecture
 
 __all__ = ["SimulatedSearch", "SimulatedTrial", "simulate_search"]
@@ -68,7 +70,7 @@ class SimulatedSearch:
     strategy: str
     seed: int
     budget: Budget
-    asha: bool
+    early_stopping: EarlyStopping
     workers: int
     trials: tuple[SimulatedTrial, ...]
     charged: float  # in the budget's unit
@@ -106,7 +108,6 @@ class _Running:
     steps: Iterator[TabularStep]
     started_s: float
     device_s: float = 0.0
-    throughput: float | None = None  # from the measurement report
     progress: TrialProgress = field(default_factory=TrialProgress)
 
 
@@ -122,17 +123,20 @@ def _make_config(arch: Architecture, seed_name: str | None) -> dict[str, Any]:
 
 
 def simulate_search(evaluator: TabularEvaluator, strategy: str, budget: Budget, *, seed: int = 0,
-                    workers: int = 4, asha: bool = True, strategy_options: dict[str, Any] | None = None,
-                    with_seeds: bool = True) -> SimulatedSearch:
+                    workers: int = 4, early_stopping: EarlyStopping | str = DEFAULT_EARLY_STOPPING,
+                    objective: SpeedObjective | str = SpeedObjective.THROUGHPUT,
+                    strategy_options: dict[str, Any] | None = None, with_seeds: bool = True) -> SimulatedSearch:
     """Run one search of ``strategy`` over the table's space to the end of ``budget``."""
+    early_stopping = EarlyStopping.parse(early_stopping)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     space = evaluator.table.space
     tracker = BudgetTracker(budget)
     searcher = StrategySearcher(
-        create_strategy(strategy, space, seed=seed, **(strategy_options or {})), tracker, _NoReuse(), _make_config,
+        create_strategy(strategy, space, seed=seed, speed=objective, limits=SpeedLimits.of(evaluator.measure),
+                        **(strategy_options or {})), tracker, _NoReuse(), _make_config,
         queued=space.seeds() if with_seeds else ())
-    scheduler = create_scheduler(asha, evaluator.table.epochs)
+    scheduler = create_scheduler(early_stopping, evaluator.table.epochs, objective)
     events: list[tuple[float, int, str, TabularStep]] = []  # (time, tie-break, trial id, step)
     order = itertools.count()
     running: dict[str, _Running] = {}
@@ -173,7 +177,7 @@ def simulate_search(evaluator: TabularEvaluator, strategy: str, budget: Budget, 
         status = TrialStatus.FAILED if error else final_status(run.progress, evaluator.table.epochs)
         done.append(SimulatedTrial(
             number=run.number, arch=run.arch, seed_name=run.seed_name, status=status,
-            epochs_done=run.progress.epochs_done, accuracy=run.progress.best_accuracy, throughput=run.throughput,
+            epochs_done=run.progress.epochs_done, accuracy=run.progress.best_accuracy, throughput=run.progress.throughput,
             started_s=run.started_s, finished_s=clock, device_s=run.device_s))
 
     start_trials()
@@ -186,8 +190,6 @@ def simulate_search(evaluator: TabularEvaluator, strategy: str, budget: Budget, 
             start_trials()
             continue
         run.progress.observe(step.result)
-        if step.result["phase"] == MEASURE_PHASE:
-            run.throughput = step.result.get("throughput")
         decision = scheduler.on_trial_result(None, run.trial, step.result)
         if decision != TrialScheduler.STOP:
             searcher.on_trial_result(trial_id, step.result)
@@ -195,5 +197,5 @@ def simulate_search(evaluator: TabularEvaluator, strategy: str, budget: Budget, 
         if decision == TrialScheduler.STOP or not schedule_next(run):
             finish(run)
             start_trials()
-    return SimulatedSearch(strategy=strategy, seed=seed, budget=budget, asha=asha, workers=workers,
-                           trials=tuple(sorted(done, key=lambda t: t.number)), charged=tracker.charged, wall_s=clock)
+    return SimulatedSearch(strategy=strategy, seed=seed, budget=budget, early_stopping=early_stopping,
+                           workers=workers, trials=tuple(sorted(done, key=lambda t: t.number)), charged=tracker.charged, wall_s=clock)

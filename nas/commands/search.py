@@ -5,6 +5,7 @@ import argparse
 import shlex
 import sys
 
+from nas.search.settings import EarlyStopping
 from nas.store import DEFAULT_URL
 from nas.store.engine import display_url
 
@@ -23,9 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--strategy", help="random, evolution (default), grid (every architecture once), nni-tpe "
                                          "or nni-evolution")
     what.add_argument("--seed", type=int, help="seed of the strategy and of proxy training (default 0)")
-    what.add_argument("--asha", dest="asha", action="store_true", default=None,
-                      help="stop weak trials early with ASHA on validation accuracy (default)")
-    what.add_argument("--no-asha", dest="asha", action="store_false", help="train every trial for all epochs")
+    what.add_argument("--early-stopping", choices=[e.value for e in EarlyStopping],
+                      help="stop weak trials at 1, 3, 9 ... epochs: mo-asha (default) keeps the top third of each "
+                           "rung ranked by accuracy and measured speed (non-dominated sorting), so fast models are "
+                           "not stopped for being slightly less accurate; asha ranks by accuracy alone; none trains "
+                           "every trial for all epochs")
+    what.add_argument("--asha", dest="early_stopping", action="store_const", const=EarlyStopping.ASHA.value,
+                      help="same as --early-stopping asha")
+    what.add_argument("--no-asha", dest="early_stopping", action="store_const", const=EarlyStopping.NONE.value,
+                      help="same as --early-stopping none")
 
     proxy = p.add_argument_group("proxy task")
     proxy.add_argument("--dataset", help="digits (default, offline), cifar10, cifar100 or folder:PATH "

@@ -20,7 +20,8 @@ from nas.search.device_lock import lock_dir
 from nas.search.ownership import lease_is_stale
 from nas.search.paths import check_search_name, search_dir, tune_dir
 from nas.search.ray_session import check_address, ray_already_running
-from nas.search.settings import DEFAULT_SEED, DEFAULT_STRATEGY, Resources, SearchRequest, SearchSettings
+from nas.search.settings import (DEFAULT_EARLY_STOPPING, DEFAULT_SEED, DEFAULT_STRATEGY, EarlyStopping,
+                                 Resources, SearchRequest, SearchSettings)
 from nas.store import Store, StoreError, make_engine, normalise_url, open_store
 from nas.store.leases import busy
 from nas.store.engine import display_url, sqlite_path
@@ -100,8 +101,9 @@ def _prepare_new(request: SearchRequest, store: Store | None, db_url: str) -> Pr
     if store is not None and store.get_search(name) is not None:
         raise UsageError(f"a search named {name!r} already exists; continue it with --resume {name} "
                          f"or choose another --name")
+    early_stopping = EarlyStopping.parse(request.early_stopping or DEFAULT_EARLY_STOPPING)
     settings = SearchSettings(space=request.space, strategy=strategy, seed=seed, recipe=recipe, measure=measure,
-                              asha=True if request.asha is None else request.asha)
+                              early_stopping=early_stopping)
     return _finish(request, name=name, resume=False, space=space, settings=settings, budget=budget, gpus=gpus,
                    db_url=db_url)
 

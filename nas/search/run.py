@@ -200,7 +200,7 @@ def _tuner(prepared: PreparedSearch, searcher: Any, recorder: SearchRecorder, ma
     from nas.search.trainable import train_candidate
 
     settings, resources = prepared.settings, prepared.resources
-    scheduler = create_scheduler(settings.asha, settings.recipe.epochs)
+    scheduler = create_scheduler(settings.early_stopping, settings.recipe.epochs)
     run_name = f"run-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
     return tune.Tuner(
         tune.with_resources(train_candidate, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}),

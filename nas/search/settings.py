@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -28,6 +29,33 @@ MEASURE_FLAGS = {"target_res": "target_res", "max_latency_ms": "max_latency_ms",
                  "throughput_batch": "throughput_batch"}
 DEFAULT_STRATEGY = "evolution"
 DEFAULT_SEED = 0
+
+
+class EarlyStopping(str, enum.Enum):
+    """How the scheduler stops weak trials before their last epoch (``--early-stopping``).
+
+    MO-ASHA ranks the trials at each rung by accuracy and measured speed (``nas.search.mo_asha``),
+    ASHA by accuracy alone; NONE trains every feasible trial for all its epochs.
+    """
+
+    MO_ASHA = "mo-asha"
+    ASHA = "asha"
+    NONE = "none"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: "str | EarlyStopping") -> "EarlyStopping":
+        """A choice by name; ValueError names the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown early stopping {value!r}; choices: {', '.join(e.value for e in cls)}") \
+                from None
+
+
+DEFAULT_EARLY_STOPPING = EarlyStopping.MO_ASHA
 
 
 @dataclass(frozen=True)
@@ -60,7 +88,7 @@ class SearchRequest:
     name: str | None = None
     resume: str | None = None
     artifacts: str | None = None
-    asha: bool | None = None
+    early_stopping: str | None = None  # an EarlyStopping value (--asha/--no-asha set "asha"/"none")
     max_consecutive_failures: int | None = None
 
     @classmethod
@@ -77,6 +105,11 @@ class SearchRequest:
         return _given(self, MEASURE_FLAGS)
 
 
+def _plain(value: Any) -> Any:
+    """An enum setting as its stored value, for messages."""
+    return value.value if isinstance(value, enum.Enum) else value
+
+
 def _given(request: SearchRequest, flags: Mapping[str, str]) -> dict[str, Any]:
     return {field: getattr(request, flag) for flag, field in flags.items() if getattr(request, flag) is not None}
 
@@ -90,30 +123,38 @@ class SearchSettings:
     seed: int
     recipe: ProxyRecipe
     measure: MeasureSettings
-    asha: bool
+    early_stopping: EarlyStopping
 
     def conflicts(self, request: SearchRequest) -> list[str]:
         """The flags of ``request`` that would change these settings, as ``name (stored x, given y)``."""
-        given = {"space": request.space, "strategy": request.strategy, "seed": request.seed, "asha": request.asha}
+        early_stopping = None if request.early_stopping is None else EarlyStopping.parse(request.early_stopping)
+        given = {"space": request.space, "strategy": request.strategy, "seed": request.seed,
+                 "early_stopping": early_stopping}
         changed = [(name, getattr(self, name), value) for name, value in given.items()
                    if value is not None and value != getattr(self, name)]
         for prefix, stored, values in (("recipe", self.recipe, request.recipe_given()),
                                        ("measure", self.measure, request.measure_given())):
             changed += [(f"{prefix}.{name}", getattr(stored, name), value) for name, value in values.items()
                         if value != getattr(stored, name)]
-        return [f"{name} (stored {old!r}, given {new!r})" for name, old, new in changed]
+        return [f"{name} (stored {_plain(old)!r}, given {_plain(new)!r})" for name, old, new in changed]
 
     def to_config(self) -> dict[str, Any]:
         return {"space": self.space, "strategy": self.strategy, "seed": self.seed, "recipe": self.recipe.to_dict(),
-                "measure": self.measure.to_dict(), "asha": self.asha}
+                "measure": self.measure.to_dict(), "early_stopping": self.early_stopping.value}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "SearchSettings":
-        """Read back a stored ``config``; ValueError names what is missing or malformed."""
+        """Read back a stored ``config``; ValueError names what is missing or malformed.
+
+        Searches stored before the early-stopping choice existed have ``asha: true/false``, read
+        as ASHA or none.
+        """
         try:
+            early_stopping = EarlyStopping.parse(config["early_stopping"]) if "early_stopping" in config else \
+                EarlyStopping.ASHA if bool(config["asha"]) else EarlyStopping.NONE
             return cls(space=str(config["space"]), strategy=str(config["strategy"]), seed=int(config["seed"]),
                        recipe=ProxyRecipe.from_dict(config["recipe"]),
-                       measure=MeasureSettings.from_dict(config["measure"]), asha=bool(config["asha"]))
+                       measure=MeasureSettings.from_dict(config["measure"]), early_stopping=early_stopping)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"stored search settings are incomplete or malformed ({type(exc).__name__}: {exc})") \
                 from None

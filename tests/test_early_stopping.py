@@ -1,0 +1,294 @@
+"""Early stopping: MO-ASHA's promotion rule on hand-made rungs (against Ray's ASHA on the same results),
+the ``--early-stopping`` choice and its stored form (old ``asha: true/false`` searches still resume),
+the simulator driving the real scheduler objects, and a real tiny ``nas search --early-stopping mo-asha``."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from bench_fixture import synthetic_space, synthetic_table
+from nas.bench import TabularEvaluator
+from nas.bench.simulator import simulate_search
+from nas.budget import parse_budget
+from nas.cli import main
+from nas.objectives import SpeedObjective
+from nas.search.mo_asha import (MOASHAScheduler, epsilon_net_order, promotes, promotion_order,
+                                rung_milestones)
+from nas.search.scheduler import create_scheduler
+from nas.search.settings import DEFAULT_EARLY_STOPPING, EarlyStopping, SearchRequest, SearchSettings
+from nas.store import open_store
+from nas.store.records import TrialStatus
+from nas.trial.measure_settings import MeasureSettings
+from nas.trial.recipe import ProxyRecipe
+
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+POOL, CONV = "pooling", "sepconv"
+
+# Rung-1 results (accuracy after epoch 1, throughput measured before training), arriving in this order.
+# D is 4x faster than the others and 3 points less accurate than the best.
+RUNG_1 = [("A", 0.80, 100.0), ("B", 0.78, 120.0), ("C", 0.75, 90.0), ("D", 0.77, 400.0)]
+
+
+def trial(name: str) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=name)
+
+
+def measure_report(throughput: float, latency_ms: float = 1.0) -> dict:
+    return {"phase": "measure", "epoch": 0, "val_accuracy": 0.0, "feasible": True, "throughput": throughput,
+            "latency_ms": latency_ms}
+
+
+def epoch_report(epoch: int, accuracy: float) -> dict:
+    return {"phase": "epoch", "epoch": epoch, "val_accuracy": accuracy}
+
+
+def decisions(scheduler: TrialScheduler, results=RUNG_1, latency: bool = False) -> dict[str, str]:
+    """Add each trial, send its measurement, then its epoch-1 result; the decision on that result."""
+    out = {}
+    for name, accuracy, speed in results:
+        scheduler.on_trial_add(None, trial(name))
+        report = measure_report(1.0, speed) if latency else measure_report(speed)
+        assert scheduler.on_trial_result(None, trial(name), report) == CONTINUE
+        out[name] = scheduler.on_trial_result(None, trial(name), epoch_report(1, accuracy))
+    return out
+
+
+# ---- the promotion rule ----------------------------------------------------------------------------
+
+
+def test_a_fast_slightly_less_accurate_trial_is_promoted_by_mo_asha_and_stopped_by_asha():
+    mo = create_scheduler("mo-asha", max_epochs=9)
+    asha = create_scheduler("asha", max_epochs=9)
+    assert isinstance(mo, MOASHAScheduler) and isinstance(asha, ASHAScheduler)
+    assert decisions(mo) == {"A": CONTINUE, "B": STOP, "C": STOP, "D": CONTINUE}
+    # Ray's ASHA: D's 0.77 is below the 2/3 quantile of 0.80, 0.78, 0.75 (0.787)
+    assert decisions(asha) == {"A": CONTINUE, "B": STOP, "C": STOP, "D": STOP}
+    assert {n: p for n, p in mo.rung_points(1).items()} == {
+        name: (accuracy, math.log10(speed)) for name, accuracy, speed in RUNG_1}
+
+
+def test_the_order_is_non_dominated_fronts_then_an_epsilon_net_from_the_most_accurate():
+    points = [(0.80, 2.0), (0.78, math.log10(120)), (0.75, math.log10(90)), (0.77, math.log10(400))]
+    # fronts: {A, B, D} then {C} (dominated by A); in the first front A (most accurate) first, then D,
+    # the farthest from A once both objectives are scaled to their range, then B
+    assert promotion_order(points) == [0, 3, 1, 2]
+    assert epsilon_net_order(points, [1, 3]) == [1, 3]  # B is the more accurate of the two
+    # position < n / reduction_factor: with 4 points the first two continue
+    assert promotes(points[:3], points[3], 3) and not promotes(points[:3], (0.70, 1.0), 3)
+    assert promotes([], (0.0, 0.0), 3)  # the first trial at a rung always continues
+    assert not promotes([(0.9, 2.0)], (0.8, 1.0), 3) and promotes([(0.9, 2.0)], (0.95, 1.0), 3)
+
+
+def test_epsilon_net_spreads_along_the_front_instead_of_taking_neighbours():
+    # five non-dominated points on a line: after the most accurate (index 0) comes the other end (4),
+    # then the middle (2), not the neighbour (1)
+    line = [(1.0 - i / 4, i / 4) for i in range(5)]
+    assert epsilon_net_order(line, list(range(5)))[:3] == [0, 4, 2]
+    # units do not matter: throughput in img/s (log10) vs accuracy in 0..1 give the same order
+    assert epsilon_net_order([(a, 1000 * b) for a, b in line], list(range(5)))[:3] == [0, 4, 2]
+
+
+def test_latency_objective_ranks_by_lower_latency():
+    mo = create_scheduler(EarlyStopping.MO_ASHA, max_epochs=9, objective=SpeedObjective.LATENCY)
+    # latencies: D is the fastest (2.5 ms against 10, 8.3 and 11.1 ms)
+    as_latency = [(n, a, 1000.0 / s) for n, a, s in RUNG_1]
+    assert decisions(mo, as_latency, latency=True) == {"A": CONTINUE, "B": STOP, "C": STOP, "D": CONTINUE}
+    assert mo.rung_points(1)["D"] == pytest.approx((0.77, -math.log10(2.5)))
+
+
+def test_rungs_promotion_at_later_rungs_and_completed_trials_inform_later_decisions():
+    assert rung_milestones(1, 3, 9) == [1, 3, 9] and rung_milestones(1, 3, 4) == [1, 3]
+    mo = MOASHAScheduler(max_t=9, grace_period=1, reduction_factor=3)
+    for name, speed in (("fast", 1000.0), ("slow", 10.0)):
+        mo.on_trial_add(None, trial(name))
+        mo.on_trial_result(None, trial(name), measure_report(speed))
+    for epoch in (1, 2):  # the only trial at rung 1, then between rungs: it goes on
+        assert mo.on_trial_result(None, trial("fast"), epoch_report(epoch, 0.5)) == CONTINUE
+    assert mo.on_trial_result(None, trial("fast"), epoch_report(3, 0.6)) == CONTINUE  # first at rung 3
+    assert mo.on_trial_result(None, trial("fast"), epoch_report(9, 0.7)) == STOP  # max_t: trained every epoch
+    mo.on_trial_complete(None, trial("fast"), epoch_report(9, 0.7))
+    assert set(mo.rung_points(9)) == {"fast"}  # recorded as ASHA does
+    # the slow trial is more accurate at rung 1 (continues), but at rung 3 it is dominated by "fast"
+    assert mo.on_trial_result(None, trial("slow"), epoch_report(1, 0.55)) == CONTINUE
+    assert mo.on_trial_result(None, trial("slow"), epoch_report(3, 0.59)) == STOP
+
+
+def test_a_trial_without_a_measured_speed_ranks_last_on_speed_and_bad_accuracy_last_overall():
+    mo = MOASHAScheduler(max_t=3)
+    mo.on_trial_add(None, trial("a"))
+    mo.on_trial_result(None, trial("a"), measure_report(100.0))
+    mo.on_trial_result(None, trial("a"), epoch_report(1, 0.5))
+    mo.on_trial_add(None, trial("unmeasured"))  # never sent a measure report
+    assert mo.on_trial_result(None, trial("unmeasured"), epoch_report(1, 0.45)) == STOP
+    assert mo.rung_points(1)["unmeasured"] == (0.45, -math.inf)
+    mo.on_trial_add(None, trial("nan"))
+    mo.on_trial_result(None, trial("nan"), measure_report(1e6))
+    assert mo.on_trial_result(None, trial("nan"), epoch_report(1, float("nan"))) == STOP
+
+
+def test_scheduler_choices_and_bad_arguments():
+    assert isinstance(create_scheduler("none", 4), FIFOScheduler)
+    assert not isinstance(create_scheduler("none", 4), (ASHAScheduler, MOASHAScheduler))
+    with pytest.raises(ValueError, match="unknown early stopping 'hyperband'; choices: mo-asha, asha, none"):
+        create_scheduler("hyperband", 4)
+    with pytest.raises(ValueError, match="reduction_factor > 1"):
+        MOASHAScheduler(max_t=4, reduction_factor=1)
+    with pytest.raises(ValueError, match="grace_period <= max_t"):
+        MOASHAScheduler(max_t=1, grace_period=2)
+    mo = create_scheduler("mo-asha", 4)
+    assert mo.set_search_properties(None, None) and mo.set_search_properties("val_accuracy", "max")
+    assert not mo.set_search_properties("loss", "min")
+
+
+# ---- settings and the command line -----------------------------------------------------------------
+
+
+def settings(**changes) -> SearchSettings:
+    values = dict(space="mini", strategy="random", seed=0, recipe=ProxyRecipe(epochs=3), measure=MeasureSettings(),
+                  early_stopping=EarlyStopping.MO_ASHA)
+    return SearchSettings(**{**values, **changes})
+
+
+def test_stored_settings_round_trip_and_old_searches_read_asha_as_before():
+    stored = settings()
+    config = stored.to_config()
+    assert config["early_stopping"] == "mo-asha" and "asha" not in config
+    assert SearchSettings.from_config(config) == stored
+    old = {k: v for k, v in config.items() if k != "early_stopping"}
+    assert SearchSettings.from_config({**old, "asha": True}).early_stopping is EarlyStopping.ASHA
+    assert SearchSettings.from_config({**old, "asha": False}).early_stopping is EarlyStopping.NONE
+    with pytest.raises(ValueError, match="incomplete or malformed"):
+        SearchSettings.from_config(old)
+    with pytest.raises(ValueError, match="unknown early stopping 'sometimes'"):
+        SearchSettings.from_config({**old, "early_stopping": "sometimes"})
+
+
+def test_resume_conflicts_name_the_early_stopping_choice():
+    asha = settings(early_stopping=EarlyStopping.ASHA)
+    assert asha.conflicts(SearchRequest(early_stopping="asha")) == []
+    assert asha.conflicts(SearchRequest(early_stopping=None)) == []
+    assert asha.conflicts(SearchRequest(early_stopping="mo-asha")) == [
+        "early_stopping (stored 'asha', given 'mo-asha')"]
+
+
+def parsed(*flags: str) -> SearchRequest:
+    from nas.cli import build_parser
+
+    return SearchRequest.from_args(build_parser().parse_args(["search", *flags]))
+
+
+def test_flags_and_their_aliases():
+    assert DEFAULT_EARLY_STOPPING is EarlyStopping.MO_ASHA
+    assert parsed().early_stopping is None  # the default is decided when the search is prepared
+    assert parsed("--early-stopping", "none").early_stopping == "none"
+    assert parsed("--asha").early_stopping == "asha" and parsed("--no-asha").early_stopping == "none"
+
+
+def test_unknown_early_stopping_is_one_line_exit_2(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--space", "hybrid_metaformer_tiny", "--budget", "2trials", "--early-stopping", "sometimes",
+              "--db", str(tmp_path / "nas.db")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "invalid choice: 'sometimes'" in lines[0] and "mo-asha" in lines[0]
+    assert not (tmp_path / "nas.db").exists()
+
+
+def test_resuming_an_old_asha_search_with_another_choice_is_refused(capsys, tmp_path):
+    from search_spaces import get_space
+
+    db = tmp_path / "nas.db"
+    store = open_store(f"sqlite:///{db}", create=True)
+    space = get_space("hybrid_metaformer_tiny")
+    config = {**settings(space="hybrid_metaformer_tiny").to_config(), "gpus_per_trial": 0.0, "cpus_per_trial": 1.0,
+              "max_concurrent": None, "data_dir": None}
+    del config["early_stopping"]
+    config["asha"] = True  # written before --early-stopping existed
+    store.create_search("old", space="hybrid_metaformer_tiny", space_description=space.describe(), config=config,
+                        budget_kind="trials", budget_total=2, budget_text="2trials")
+    store.close()
+    code = main(["search", "--resume", "old", "--early-stopping", "mo-asha", "--db", str(db)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "early_stopping (stored 'asha', given 'mo-asha')" in err
+
+
+# ---- the simulator drives the real scheduler objects ---------------------------------------------
+
+
+def arch_of(space, *mixers: str):
+    return next(a for a in space.enumerate() if a.mixers == mixers)
+
+
+def test_simulated_search_mo_asha_finishes_the_fast_trial_that_asha_stops():
+    """One worker, seeds in order: A (4 convs, 390 img/s), B (354 img/s), C (407 img/s), D (all pooling,
+    1766 img/s); epoch-1 accuracies 0.80, 0.78, 0.75, 0.77 as in the hand-made rung above."""
+    order = [(CONV,) * 4, (CONV, CONV, CONV, POOL), (CONV, POOL, CONV, CONV), (POOL,) * 4]
+    space = synthetic_space([list(m) for m in order])
+    archs = [arch_of(space, *m) for m in order]
+    curves = {a: (first, first + 0.05, first + 0.06) for a, first in zip(archs, (0.80, 0.78, 0.75, 0.77))}
+    table = synthetic_table(space, curves)
+    speeds = [table.entry(a).throughput for a in archs]
+    assert speeds[3] > 4 * max(speeds[:3])
+    evaluator = TabularEvaluator(table)
+    runs = {es: simulate_search(evaluator, "random", parse_budget("4trials"), seed=0, workers=1, early_stopping=es)
+            for es in ("mo-asha", "asha", "none")}
+    for run in runs.values():
+        assert [t.arch for t in run.trials] == archs
+    statuses = {es: [t.status for t in run.trials] for es, run in runs.items()}
+    C_, S_ = TrialStatus.COMPLETED, TrialStatus.STOPPED
+    assert statuses == {"mo-asha": [C_, S_, S_, C_], "asha": [C_, S_, S_, S_], "none": [C_] * 4}
+    assert runs["mo-asha"].early_stopping is EarlyStopping.MO_ASHA
+    # the fast trial is on mo-asha's front at its final accuracy; asha's front lost it
+    assert [thr for thr, _ in runs["mo-asha"].front_points()] == [speeds[0], speeds[3]]
+    assert [thr for thr, _ in runs["asha"].front_points()] == [speeds[0]]
+    assert table.hv_ratio(runs["mo-asha"].front_points()) > table.hv_ratio(runs["asha"].front_points())
+    assert runs["mo-asha"].device_s < runs["none"].device_s
+
+
+# ---- a real search on local Ray ---------------------------------------------------------------------
+
+
+def write_tiny_space(path: Path) -> str:
+    space = {
+        "name": "tiny-es", "target_res": 32, "proxy_res": 32,
+        "stages": [{"mixer": ["sepconv", "pooling"], "depth": [1], "width": [16]},
+                   {"mixer": ["sepconv", "pooling"], "depth": [1], "width": [16]},
+                   {"mixer": ["pooling", "mhsa"], "depth": [1], "width": [32], "mixer_kwargs": {"mhsa": {"head_dim": 16}}},
+                   {"mixer": ["pooling", "mhsa"], "depth": [1], "width": [32], "mixer_kwargs": {"mhsa": {"head_dim": 16}}}],
+        "seeds": [],
+    }
+    path.write_text(json.dumps(space))
+    return str(path)
+
+
+@pytest.mark.ray
+def test_real_search_with_mo_asha_stops_exactly_the_trials_the_rule_says(ray_local, tmp_path, capsys):
+    """Trials one at a time, so they reach rung 1 in trial order; each trial's stored epoch-1 accuracy and
+    measured throughput, put through the rule, must give the stored status."""
+    db = tmp_path / "nas.db"
+    code = main(["search", "--space", write_tiny_space(tmp_path / "space.json"), "--budget", "4trials",
+                 "--epochs", "3", "--subset", "120", "--dataset", "digits", "--strategy", "random",
+                 "--early-stopping", "mo-asha", "--max-concurrent", "1", "--warmup", "1", "--repeats", "3",
+                 "--throughput-batch", "8", "--name", "mo", "--db", str(db), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    store = open_store(f"sqlite:///{db}")
+    try:
+        assert store.get_search("mo").config["early_stopping"] == "mo-asha"
+        trials = [store.trial(t.id) for t in store.trials(search="mo")]
+    finally:
+        store.close()
+    assert len(trials) == 4
+    recorded = []
+    for t in sorted(trials, key=lambda t: t.number):
+        assert t.status in (TrialStatus.COMPLETED, TrialStatus.STOPPED), (t.status, t.error)
+        point = (t.epochs[0].val_accuracy, math.log10(t.throughput))
+        expected = TrialStatus.COMPLETED if promotes(recorded, point, 3) else TrialStatus.STOPPED
+        assert t.status == expected and t.epochs_done == (3 if expected == TrialStatus.COMPLETED else 1)
+        recorded.append(point)
