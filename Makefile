@@ -25,7 +25,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
-	$(BIN)/nas search --space hybrid_metaformer_tiny --budget 10cpu-min --dataset digits --db sqlite:///nas.db
+	$(BIN)/nas search --space hybrid_metaformer_tiny --budget 10cpu-min --dataset digits \
+		--early-stopping mo-asha --db sqlite:///nas.db
 
 dashboard: $(STAMP)
 	$(BIN)/nas dashboard --db sqlite:///nas.db
