@@ -42,9 +42,14 @@ def run(args: argparse.Namespace, device: torch.device, shapes: tuple[tuple[int,
     directory = Path(args.official_dir)
     if not directory.is_dir():
         raise SystemExit(f"--official-dir: {directory} is not a directory")
-    names = [n for n in (args.mixers.split(",") if args.mixers else mixers.MIXER_NAMES) if n in OFFICIAL_MIXERS]
+    names = args.mixers.split(",") if args.mixers else list(mixers.MIXER_NAMES)
     results = []
     for name in names:
+        if name not in OFFICIAL_MIXERS:
+            entry = {"mixer": name, "status": "skipped", "note": "no official implementation exists"}
+            results.append(entry)
+            print(f"{name:>15}  skipped: {entry['note']}", flush=True)
+            continue
         for dim, size in shapes:
             entry = compare_pair(name, dim, size, directory, device, args)
             results.append(entry)
@@ -55,9 +60,11 @@ def run(args: argparse.Namespace, device: torch.device, shapes: tuple[tuple[int,
     summary = _summary(results)
     print()
     print(_table(results))
-    print(f"\ngeometric mean of official/ours over {summary['timings']} timings: {summary['geomean']:.2f} "
-          f"(forward {summary['geomean_forward']:.2f}, forward+backward {summary['geomean_forward_backward']:.2f}); "
-          f"lowest {summary['lowest']['ratio']:.2f} ({summary['lowest']['where']})")
+    if summary["timings"]:
+        print(f"\ngeometric mean of official/ours over {summary['timings']} timings: {summary['geomean']:.2f} "
+              f"(forward {summary['geomean_forward']:.2f}, forward+backward "
+              f"{summary['geomean_forward_backward']:.2f}); lowest {summary['lowest']['ratio']:.2f} "
+              f"({summary['lowest']['where']})")
     report = {
         "environment": environment,
         "settings": {"batch_size": args.batch_size, "repeats": args.repeats, "warmup": args.warmup,
@@ -171,7 +178,7 @@ def _sample(fn: Callable[[], None], calls: int, device: torch.device) -> float:
 def _merged(previous: list[dict], new: list[dict]) -> list[dict]:
     """Previous results with the re-measured (mixer, dim, size, batch) entries replaced, in a stable order."""
     def key(r: dict) -> tuple:
-        return r["mixer"], r["dim"], r["size"], r["batch"]
+        return r["mixer"], r.get("dim"), r.get("size"), r.get("batch")
     fresh = {key(r): r for r in new}
     merged = [fresh.pop(key(r), r) for r in previous]
     return merged + list(fresh.values())
@@ -182,9 +189,9 @@ def _summary(results: list[dict]) -> dict:
                      for r in results if mode in r] for mode in MODES}
     every = ratios["forward"] + ratios["forward_backward"]
 
-    def geomean(values: list[tuple[float, str]]) -> float:
-        return math.exp(statistics.fmean(math.log(v) for v, _ in values)) if values else float("nan")
-    lowest = min(every, default=(float("nan"), "none"))
+    def geomean(values: list[tuple[float, str]]) -> float | None:
+        return math.exp(statistics.fmean(math.log(v) for v, _ in values)) if values else None
+    lowest = min(every, default=(None, "none"))
     return {"timings": len(every), "geomean": geomean(every), "geomean_forward": geomean(ratios["forward"]),
             "geomean_forward_backward": geomean(ratios["forward_backward"]),
             "lowest": {"ratio": lowest[0], "where": lowest[1]}}
@@ -198,7 +205,8 @@ def _fmt_mode(entry: dict, mode: str) -> str:
 
 
 def _row(entry: dict) -> str:
-    head = f"{entry['mixer']:>15} {entry['dim']:>4}@{entry['size']:<3}"
+    config = f"{entry['dim']:>4}@{entry['size']:<3}" if "dim" in entry else " " * 8
+    head = f"{entry['mixer']:>15} {config}"
     if entry["status"] != "ok":
         return f"{head}  {entry['status']}: {entry['note']}"
     note = f"  ({entry['note']})" if entry["note"] else ""
