@@ -10,6 +10,11 @@ hypervolume of the found front (accuracy vs log10 throughput; completed trials, 
 runs with ``nas search``'s default early stopping; every other choice of ``EarlyStopping`` has
 its own key (``results_no_early_stopping``, ``results_asha``, ...) with the same shape.
 
+A trials budget charges an early-stopped trial like a full one, so ``equal_device_time`` also
+compares the early-stopping choices at equal device time (``nas.bench.equal_time``): per strategy
+and budget N, every choice gets the device time of N full trials; reported per choice as above,
+plus the per-seed differences (mo-asha - none, mo-asha - asha) with their standard error.
+
     python -m benchmarks.search_quality --seeds 20 --json benchmarks/results/search_quality.json \\
         [--table benchmarks/mixerbench/mixerbench.json] [--png benchmarks/results/search_quality.png]
 """
@@ -25,6 +30,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nas.bench import TabularEvaluator, load_table
+from nas.bench.equal_time import (BUDGET_RULE, COMPARED, EqualTimeResult, compare_at_equal_device_time,
+                                  full_trial_seconds)
 from nas.bench.quality import FOUND_FRONT_RULE, QualityStats, search_quality
 from nas.budget import parse_budget
 from nas.search.scheduler import GRACE_EPOCHS, REDUCTION_FACTOR
@@ -97,15 +104,56 @@ def format_results(results: dict[str, dict[str, dict[str, QualityStats]]]) -> st
     return "\n".join(lines)
 
 
-def write_png(path: str | Path, results: dict[str, dict[str, dict[str, QualityStats]]], seeds: int) -> Path:
-    lowest = min(s.hv_ratio_mean - s.hv_ratio_std for per in results.values() for by_budget in per.values()
-                 for s in by_budget.values())
+def run_equal_time(evaluator: TabularEvaluator, strategies: list[str], budgets: list[int], seeds: list[int],
+                   workers: int, out: TextIO | None = None) -> dict[str, dict[str, EqualTimeResult]]:
+    """{strategy: {budget: every early-stopping choice at the device time of that many full trials}}."""
+    out = out or sys.stdout
+    compared: dict[str, dict[str, EqualTimeResult]] = {}
+    for strategy in strategies:
+        started = time.perf_counter()
+        compared[strategy] = {str(b): compare_at_equal_device_time(evaluator, strategy, b, seeds, workers=workers)
+                              for b in budgets}
+        print(f"{strategy} at equal device time: {time.perf_counter() - started:.1f} s", file=out, flush=True)
+    return compared
+
+
+def format_equal_time(compared: dict[str, dict[str, EqualTimeResult]]) -> str:
+    """One line per strategy and budget: HV ratio per early-stopping choice, then mo-asha's paired differences."""
+    choices = list(EarlyStopping)
+    header = (f"{'strategy':<14} {'budget':>6} {'dev-h':>7}" + "".join(f"  {'HV ' + c.value:>15}" for c in choices)
+              + "".join(f"  {'Δ ' + a.value + ' - ' + b.value + ' ± se (better/worse)':<36}" for a, b in COMPARED))
+    lines = ["equal device time (budget = device time of N full trials):", header, "-" * len(header)]
+    for strategy, by_budget in compared.items():
+        for budget, r in by_budget.items():
+            lines.append(f"{strategy:<14} {budget:>6} {r.budget.amount:>7.3f}" + "".join(
+                f"  {r.stats[c].hv_ratio_mean:>7.3f} ± {r.stats[c].hv_ratio_std:<5.3f}" for c in choices) + "".join(
+                f"  {f'{d.mean:+.3f} ± {d.stderr:.3f} ({d.better:.0%}/{d.worse:.0%})':<36}"
+                for d in r.differences.values()))
+    return "\n".join(lines)
+
+
+def best_strategy(results: dict[str, dict[str, QualityStats]]) -> str:
+    """The strategy with the highest HV ratio averaged over the budgets (default early stopping)."""
+    return max(results, key=lambda s: sum(q.hv_ratio_mean for q in results[s].values()) / len(results[s]))
+
+
+def write_png(path: str | Path, results: dict[str, dict[str, dict[str, QualityStats]]], seeds: int,
+              compared: dict[str, EqualTimeResult] | None = None, compared_strategy: str = "") -> Path:
+    shown = [s for per in results.values() for by_budget in per.values() for s in by_budget.values()]
+    shown += [stats for r in (compared or {}).values() for stats in r.stats.values()]
+    lowest = min(s.hv_ratio_mean - s.hv_ratio_std for s in shown)
     y_range = (max(0.0, math.floor(lowest * 10) / 10), 1.0)
     panels = [Panel(title=f"early stopping: {choice.value}" + (" (default)" if key == "results" else ""), x_label="budget (evaluations)",
                     y_label=f"found / true hypervolume (mean ± std of {seeds} seeds)",
                     series=[Series(strategy, [(int(b), s.hv_ratio_mean, s.hv_ratio_std) for b, s in by_budget.items()])
                             for strategy, by_budget in results[key].items()], y_range=y_range)
               for key, choice in MODES.items()]
+    if compared:
+        panels.append(Panel(
+            title=f"{compared_strategy} at equal device time", x_label="budget (device time of N full trials)",
+            y_label=f"found / true hypervolume (mean ± std of {seeds} seeds)", y_range=y_range,
+            series=[Series(choice.value, [(int(b), r.stats[choice].hv_ratio_mean, r.stats[choice].hv_ratio_std)
+                                          for b, r in compared.items()]) for choice in EarlyStopping]))
     return save_line_chart(path, panels)
 
 
@@ -122,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", help="comma-separated subset (default: every strategy that can be built)")
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="comma-separated evaluation counts")
     parser.add_argument("--workers", type=int, default=4, help="trials running at once in the simulation")
+    parser.add_argument("--equal-time-strategies",
+                        help="comma-separated strategies compared at equal device time (default: every strategy run)")
+    parser.add_argument("--no-equal-time", action="store_true", help="skip the equal-device-time comparison")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -150,8 +201,18 @@ def _run(args: argparse.Namespace) -> int:
     print(f"table {table_path}: {len(table)} rows, {table.epochs} epochs, true front of "
           f"{len(table.true_front())}; {args.seeds} seeds, budgets {budgets}, {args.workers} workers")
     seeds = list(range(args.seeds))
+    equal_time_strategies = [] if args.no_equal_time else (
+        [s.strip() for s in args.equal_time_strategies.split(",")] if args.equal_time_strategies else strategies)
+    for name in equal_time_strategies:
+        if name not in strategies:
+            raise ValueError(f"--equal-time-strategies: {name!r} is not among the strategies run "
+                             f"({', '.join(strategies)})")
     results, timings = run_benchmark(evaluator, strategies, budgets, seeds, args.workers)
     print(format_results(results))
+    compared = run_equal_time(evaluator, equal_time_strategies, budgets, seeds, args.workers)
+    best = best_strategy(results["results"])
+    if compared:
+        print(format_equal_time(compared))
     report = {
         "table": table_provenance(table_path, evaluator),
         **{key: {s: {b: stats.to_json() for b, stats in by_budget.items()} for s, by_budget in per.items()}
@@ -165,12 +226,18 @@ def _run(args: argparse.Namespace) -> int:
         "skipped": skipped,
         "seconds": timings,
     }
+    if compared:
+        report["equal_device_time"] = {
+            "budget": BUDGET_RULE, "full_trial_device_s": round(full_trial_seconds(table), 4),
+            "best_strategy": best, "best_strategy_rule": "highest HV ratio averaged over the budgets in results",
+            "results": {s: {b: r.to_json() for b, r in by_budget.items()} for s, by_budget in compared.items()}}
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {out}")
     if args.png:
-        print(f"wrote {write_png(args.png, results, args.seeds)}")
+        shown = best if best in compared else next(iter(compared), "")
+        print(f"wrote {write_png(args.png, results, args.seeds, compared.get(shown), shown)}")
     return 0
 
 

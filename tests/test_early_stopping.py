@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from bench_fixture import synthetic_space, synthetic_table
+from bench_fixture import EPOCHS, MEASURE_S, epoch_seconds, synthetic_space, synthetic_table
+from benchmarks import search_quality
 from nas.bench import TabularEvaluator
+from nas.bench.equal_time import (PairedDifference, compare_at_equal_device_time, device_time_budget,
+                                  full_trial_seconds)
 from nas.bench.simulator import simulate_search
 from nas.budget import parse_budget
 from nas.cli import main
@@ -292,3 +296,59 @@ def test_real_search_with_mo_asha_stops_exactly_the_trials_the_rule_says(ray_loc
         expected = TrialStatus.COMPLETED if promotes(recorded, point, 3) else TrialStatus.STOPPED
         assert t.status == expected and t.epochs_done == (3 if expected == TrialStatus.COMPLETED else 1)
         recorded.append(point)
+
+
+# ---- equal device time -------------------------------------------------------------------------------
+
+
+def test_equal_device_time_budget_is_n_full_trials_and_differences_are_per_seed():
+    table = synthetic_table()
+    full = statistics.fmean(MEASURE_S + EPOCHS * epoch_seconds(e.arch) for e in table.entries)
+    assert full_trial_seconds(table) == pytest.approx(full)
+    budget = device_time_budget(table, 5)
+    assert (budget.kind, budget.amount) == ("cpu", pytest.approx(5 * full / 3600))
+    evaluator = TabularEvaluator(table)
+    result = compare_at_equal_device_time(evaluator, "random", 5, [0, 1, 2], workers=2)
+    assert set(result.stats) == set(EarlyStopping) and result.budget == budget
+    longest = max(e.cost_s() for e in table.entries) / 3600
+    for choice, stats in result.stats.items():  # every choice spent the same device time, up to what was in flight
+        assert budget.amount - 2 * longest <= stats.device_h_mean <= budget.amount + 2 * longest, choice
+    assert result.stats[EarlyStopping.NONE].stopped_mean == 0
+    ratios = {c: [table.hv_ratio(simulate_search(evaluator, "random", budget, seed=s, workers=2,
+                                                 early_stopping=c).front_points()) for s in (0, 1, 2)]
+              for c in EarlyStopping}
+    diff = result.differences[(EarlyStopping.MO_ASHA, EarlyStopping.NONE)]
+    assert diff.mean == pytest.approx(statistics.fmean(a - b for a, b in zip(ratios[EarlyStopping.MO_ASHA],
+                                                                             ratios[EarlyStopping.NONE])))
+    assert set(result.to_json()) == {"device_h", "mo-asha", "asha", "none", "differences"}
+    assert set(result.to_json()["differences"]) == {"mo-asha - none", "mo-asha - asha"}
+
+
+def test_paired_difference():
+    d = PairedDifference.of([0.5, 0.7, 0.6], [0.4, 0.7, 0.8])
+    assert d.mean == pytest.approx(-0.1 / 3) and (d.better, d.worse) == (pytest.approx(1 / 3), pytest.approx(1 / 3))
+    assert d.stderr == pytest.approx(statistics.stdev([0.1, 0.0, -0.2]) / math.sqrt(3))
+    with pytest.raises(ValueError):
+        PairedDifference.of([0.5], [0.4, 0.3])
+
+
+def test_search_quality_reports_the_equal_device_time_comparison(tmp_path, capsys):
+    table_path = tmp_path / "table.json"
+    table_path.write_text(json.dumps(synthetic_table().to_dict()))
+    out = tmp_path / "quality.json"
+    assert search_quality.main(["--seeds", "2", "--budgets", "4,6", "--strategies", "random,evolution",
+                                "--equal-time-strategies", "evolution", "--table", str(table_path),
+                                "--json", str(out), "--png", str(tmp_path / "q.png")]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"random", "evolution"}
+    assert report["results"]["random"]["4"]["seeds"] == 2  # the default: mo-asha
+    assert set(report["results_asha"]) == set(report["results_no_early_stopping"]) == {"random", "evolution"}
+    equal = report["equal_device_time"]
+    assert set(equal["results"]) == {"evolution"} and set(equal["results"]["evolution"]) == {"4", "6"}
+    assert equal["full_trial_device_s"] == pytest.approx(full_trial_seconds(synthetic_table()), abs=1e-4)
+    assert equal["best_strategy"] in {"random", "evolution"}
+    assert "equal device time" in capsys.readouterr().out
+    code = search_quality.main(["--table", str(table_path), "--json", str(tmp_path / "bad.json"), "--strategies",
+                                "random", "--equal-time-strategies", "evolution"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "'evolution' is not among the strategies run" in err
