@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
-	$(BIN)/nas search --space hybrid_metaformer_tiny --budget 10cpu-min --dataset digits \
+	$(BIN)/nas search --space hybrid_metaformer_tiny --budget 10cpu-min --dataset glyphs \
 		--early-stopping mo-asha --db sqlite:///nas.db
 
 dashboard: $(STAMP)

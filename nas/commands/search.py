@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="same as --early-stopping none")
 
     proxy = p.add_argument_group("proxy task")
-    proxy.add_argument("--dataset", help="digits (default, offline), cifar10, cifar100 or folder:PATH "
+    proxy.add_argument("--dataset", help="glyphs[:OPTIONS] (default; generated offline: read the digit mirrored "
+                                         "from a marker, e.g. glyphs:grid=3,objects=5,size=8-10,noise=0.1,n=5000; "
+                                         "see README), digits (offline), cifar10, cifar100 or folder:PATH "
                                          "(PATH/train/<class>/*, PATH/val/<class>/*)")
     proxy.add_argument("--data-dir", help="where cifar10/cifar100 live (default ~/.cache/mixer-nas/data)")
     proxy.add_argument("--download", action="store_true", help="download the dataset once before the search")

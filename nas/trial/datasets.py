@@ -1,4 +1,4 @@
-"""Proxy datasets: scikit-learn digits (bundled, offline), CIFAR-10/100 on disk, any ImageFolder tree.
+"""Proxy datasets: generated tasks and scikit-learn digits (offline), CIFAR-10/100 on disk, any ImageFolder tree.
 
 Nothing here downloads unless asked to (``download=True``): a missing dataset is a
 ``ValueError`` that tells the user what to pass.
@@ -14,10 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from nas.trial import synthetic
+
 __all__ = ["DATASET_NAMES", "DEFAULT_DATA_DIR", "DatasetSplit", "load_dataset", "validate_dataset_spec"]
 
 FOLDER_PREFIX = "folder:"
-DATASET_NAMES: tuple[str, ...] = ("digits", "cifar10", "cifar100", f"{FOLDER_PREFIX}PATH")
+DATASET_NAMES: tuple[str, ...] = ("digits", "cifar10", "cifar100", f"{FOLDER_PREFIX}PATH",
+                                  *(f"{name}[:OPTIONS]" for name in synthetic.TASK_NAMES))
 DEFAULT_DATA_DIR = Path("~/.cache/mixer-nas/data")
 
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -42,9 +45,12 @@ def validate_dataset_spec(spec: str) -> None:
     """Check the spelling of a dataset spec (not whether its files exist)."""
     if not isinstance(spec, str):
         raise ValueError(f"dataset must be a string, got {spec!r}")
-    if spec in DATASET_NAMES[:-1]:
+    if spec in ("digits", "cifar10", "cifar100"):
         return
     if spec.startswith(FOLDER_PREFIX) and spec[len(FOLDER_PREFIX):].strip():
+        return
+    if synthetic.is_task_spec(spec):
+        synthetic.parse_task_spec(spec)  # unknown or bad options: a one-line ValueError
         return
     raise ValueError(f"unknown dataset {spec!r}; choose one of {', '.join(DATASET_NAMES)}")
 
@@ -54,6 +60,8 @@ def load_dataset(spec: str, img_size: int, *, seed: int = 0, subset: int | None 
                  download: bool = False) -> DatasetSplit:
     """Load the dataset named by ``spec`` at ``img_size``; ``subset`` caps the training images."""
     validate_dataset_spec(spec)
+    if synthetic.is_task_spec(spec):
+        return _load_synthetic(spec, img_size, seed=seed, subset=subset, val_fraction=val_fraction)
     if spec == "digits":
         return _load_digits(img_size, seed=seed, subset=subset, val_fraction=val_fraction)
     if spec in ("cifar10", "cifar100"):
@@ -85,6 +93,33 @@ def _load_digits(img_size: int, *, seed: int, subset: int | None, val_fraction: 
         train=TensorDataset(images[train_idx].contiguous(), labels[train_idx]),
         val=TensorDataset(images[val_idx].contiguous(), labels[val_idx]),
         num_classes=10, mean=(mean,) * 3, std=(std,) * 3, name="digits",
+    )
+
+
+def _load_synthetic(spec: str, img_size: int, *, seed: int, subset: int | None,
+                    val_fraction: float) -> DatasetSplit:
+    """A generated task: train and validation images drawn from independent streams of ``seed``."""
+    task = synthetic.parse_task_spec(spec)
+    n_val = min(max(1, round(task.n * val_fraction)), task.n - 1)
+    n_train = task.n - n_val
+    if subset is not None:
+        n_train = min(n_train, subset)
+    train_x, train_y = synthetic.generate(task, n_train, seed=(seed, 0))
+    val_x, val_y = synthetic.generate(task, n_val, seed=(seed, 1))
+
+    def prepare(images: np.ndarray) -> torch.Tensor:
+        batch = torch.from_numpy(images).unsqueeze(1)
+        if task.canvas != img_size:
+            batch = F.interpolate(batch, size=(img_size, img_size), mode="bilinear", align_corners=False)
+        return batch
+
+    train_images, val_images = prepare(train_x), prepare(val_x)
+    mean, std = train_images.mean().item(), train_images.std().item()
+    return DatasetSplit(
+        train=TensorDataset(((train_images - mean) / std).expand(-1, 3, -1, -1).contiguous(),
+                            torch.from_numpy(train_y)),
+        val=TensorDataset(((val_images - mean) / std).expand(-1, 3, -1, -1).contiguous(), torch.from_numpy(val_y)),
+        num_classes=task.num_classes, mean=(mean,) * 3, std=(std,) * 3, name=spec,
     )
 
 

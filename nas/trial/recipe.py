@@ -20,7 +20,7 @@ __all__ = ["ProxyRecipe"]
 class ProxyRecipe:
     """Dataset, resolution and optimisation settings of one proxy training run."""
 
-    dataset: str = "digits"
+    dataset: str = "glyphs"  # generated in memory, offline (nas.trial.synthetic)
     epochs: int = 4
     img_size: int = 32  # proxy resolution (the speed target resolution is separate)
     subset: int | None = None  # max number of training images; None = all
@@ -30,7 +30,7 @@ class ProxyRecipe:
     warmup_epochs: float = 0.5
     label_smoothing: float = 0.1
     seed: int = 0
-    val_fraction: float = 0.2  # held-out share for datasets without a validation split (digits)
+    val_fraction: float = 0.2  # held-out share for datasets without a validation split (digits, glyphs)
 
     def __post_init__(self) -> None:
         validate_dataset_spec(self.dataset)
