@@ -54,16 +54,17 @@ def _scaled(points: Sequence[Sequence[float]]) -> list[list[float]]:
     return out
 
 
-def epsilon_net_order(points: Sequence[Sequence[float]], members: Sequence[int]) -> list[int]:
+def epsilon_net_order(points: Sequence[Sequence[float]], members: Sequence[int],
+                      scaled: Sequence[Sequence[float]] | None = None) -> list[int]:
     """``members`` (indices of ``points``) in epsilon-net order: the best on the first objective
     first, then each time the member farthest from all those already ordered (ties: lowest index).
 
-    Distances use ``points`` scaled per objective to their range, so accuracy and log speed weigh
-    alike whatever their units.
+    Distances use ``points`` scaled per objective to their range (``scaled``, computed if not
+    given), so accuracy and log speed weigh alike whatever their units.
     """
     if not members:
         return []
-    scaled = _scaled(points)
+    scaled = _scaled(points) if scaled is None else scaled
     remaining = sorted(members)
     first = max(remaining, key=lambda i: (points[i][0], -i))
     order = [first]
@@ -81,15 +82,23 @@ def epsilon_net_order(points: Sequence[Sequence[float]], members: Sequence[int])
 def promotion_order(points: Sequence[Sequence[float]]) -> list[int]:
     """Every index of ``points`` (all objectives maximised), best first: non-dominated fronts in
     order, each in epsilon-net order."""
-    return [i for front in non_dominated_fronts(points) for i in epsilon_net_order(points, front)]
+    scaled = _scaled(points)
+    return [i for front in non_dominated_fronts(points) for i in epsilon_net_order(points, front, scaled)]
 
 
 def promotes(recorded: Sequence[Point], candidate: Point, reduction_factor: float) -> bool:
     """Whether a trial arriving at a rung with ``candidate`` continues, given the points recorded
-    there before it: it must be within the top n/``reduction_factor`` of those n points."""
+    there before it: its position in ``promotion_order`` must be within the top n/``reduction_factor``
+    of those n points (only the fronts up to its own are ordered)."""
     points = [*recorded, candidate]
-    position = promotion_order(points).index(len(recorded))
-    return position < len(points) / reduction_factor
+    top, me, ahead = len(points) / reduction_factor, len(recorded), 0
+    for front in non_dominated_fronts(points):
+        if me in front:
+            return ahead + epsilon_net_order(points, front, _scaled(points)).index(me) < top
+        ahead += len(front)
+        if ahead >= top:
+            return False
+    raise AssertionError("non-dominated sorting lost a point")  # every index is in one front
 
 
 class MOASHAScheduler(FIFOScheduler):

@@ -50,6 +50,8 @@ def non_dominated_fronts(points: Sequence[Point | None], violations: Sequence[fl
     violations = [0.0] * n if violations is None else list(violations)
     if len(violations) != n:
         raise ValueError(f"{n} points but {len(violations)} violations")
+    if all(v == 0 for v in violations) and all(p is not None and len(p) == 2 for p in points):
+        return _fronts_2d(points)
     dominated_by = [0] * n  # how many points dominate i
     dominates_list: list[list[int]] = [[] for _ in range(n)]
     for i in range(n):
@@ -72,6 +74,30 @@ def non_dominated_fronts(points: Sequence[Point | None], violations: Sequence[fl
                     following.append(j)
         current = sorted(following)
     return fronts
+
+
+def _fronts_2d(points: Sequence[Point]) -> list[list[int]]:
+    """The same fronts for feasible two-objective points in O(n log n + n x fronts) instead of O(n^2)
+    (MO-ASHA sorts every rung at every decision).
+
+    Points are swept best first on the first objective (ties: best on the second).  Members of one
+    front, in sweep order, have increasing second objectives, so of a front only its latest member
+    can dominate the next point; a point joins the first front whose latest member does not.
+    """
+    fronts: list[list[int]] = []
+    latest: list[int] = []
+    for i in sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1])):
+        x, y = points[i]
+        for k, j in enumerate(latest):
+            lx, ly = points[j]
+            if not (lx >= x and ly >= y and (lx > x or ly > y)):  # ``dominates``, inlined: the hot loop
+                fronts[k].append(i)
+                latest[k] = i
+                break
+        else:
+            fronts.append([i])
+            latest.append(i)
+    return [sorted(front) for front in fronts]
 
 
 def crowding_distances(points: Sequence[Point], front: Sequence[int]) -> dict[int, float]:
