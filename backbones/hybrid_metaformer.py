@@ -110,7 +110,8 @@ class HybridMetaFormerStage(nn.Module):
         ])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x).permute(0, 2, 3, 1)
+        # contiguous NHWC once per stage, not a copy in every LayerNorm/Linear of a permuted NCHW map
+        x = self.downsample(x).permute(0, 2, 3, 1).contiguous()
         if self.grad_checkpointing and not torch.jit.is_scripting():
             x = checkpoint_seq(self.blocks, x)
         else:

@@ -237,7 +237,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", help="comma-separated timm names (default: the reference models with official code)")
     p.add_argument("--devices", default="auto", help="cpu, cuda, cpu,cuda or auto (CPU, plus CUDA when present)")
     p.add_argument("--batch-size", type=int, default=2, help="images per call (default 2: a shared CPU)")
-    p.add_argument("--repeats", type=int, default=7, help="timed calls of each side (default 7)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls of each side (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls of each side first (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--rtol", type=float, default=1e-4, help="logit agreement needed before timing (default 1e-4)")
