@@ -33,6 +33,10 @@ class Strategy(ABC):
     - ``mark_seen(arch)`` excludes an architecture evaluated elsewhere (an earlier search, a
       resumed one) without an outcome to learn from.
 
+    Reproducible: before each proposal ``rng`` is reseeded from the seed, the number of outcomes
+    told and the number of proposals in flight, so a strategy told the same outcomes in the same
+    order (a resumed search replaying the store) proposes what the uninterrupted one would have.
+
     Objectives: accuracy and ``speed`` (``SpeedObjective``), both maximised; single-objective
     strategies use the accuracy alone.  With speed ``limits``, a strategy that takes them
     (``takes_constraints``) fits a ``SpeedPredictor`` on every measured outcome and skips
@@ -62,6 +66,7 @@ class Strategy(ABC):
         self._seen: set[Architecture] = set()
         self._pending: set[Architecture] = set()  # asked, no result yet
         self._skipped: set[Architecture] = set()  # predicted far outside the limits, not handed out
+        self._told_count = 0
         self.skipped_count = 0  # proposals skipped so far (reports)
 
     @classmethod
@@ -77,7 +82,8 @@ class Strategy(ABC):
         return "it has no way to learn from infeasible trials"
 
     def ask(self) -> Architecture | None:
-        for _ in range(MAX_SKIPPED_PROPOSALS):
+        for attempt in range(MAX_SKIPPED_PROPOSALS):
+            self.rng.seed(f"{self.seed}/{self._told_count}/{len(self._pending)}/{attempt}")
             arch = self._propose()
             if arch is None:
                 break
@@ -106,6 +112,7 @@ class Strategy(ABC):
         self._seen.add(arch)
         self._pending.discard(arch)
         self._skipped.discard(arch)
+        self._told_count += 1
         if self.predictor is not None and outcome is not None and outcome.measured:
             self.predictor.observe(arch, outcome.latency_ms, outcome.throughput)
         self._learn(arch, outcome)

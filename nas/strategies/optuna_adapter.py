@@ -11,19 +11,21 @@ speed limits, every COMPLETE trial carries one constraint, ``Outcome.violation``
 > 0 how far outside), so both samplers apply constraint-domination (an infeasible trial is told
 accuracy 0 and its measured speed, which the constraint makes irrelevant); a proposal the speed
 predictor skips is told the same way with its predicted speed.  A proposal that is invalid in
-the space or already seen is told FAIL and the sampler is asked again, up to ``max_retries``
-times, then a random unseen architecture is proposed.  Outcomes of architectures the study did
-not propose (seeds, stored results on resume, the random fallback) are added as finished trials.
+the space or already seen (TPE re-proposes its favourites often in a small space) is told FAIL
+and replaced by a valid unseen architecture one choice away from it; when it has none, the
+sampler is asked again, up to ``max_retries`` times, then a random unseen architecture is
+proposed.  Outcomes of architectures the study did
+not propose (seeds, stored results on resume, the random fallback) are enqueued, asked with
+their parameters fixed and told, so the study records them as it records its own proposals.
 
-Determinism: the sampler is rebuilt before every ask with a seed derived from the strategy seed,
-the number of outcomes told and the number of proposals in flight, so its proposal depends only
-on those and the study's finished trials.  A resumed search that tells the same outcomes in the
-same order therefore proposes what the uninterrupted one would have (for NSGA-II, added trials
-are assigned their generation exactly as asked ones are).
+Determinism: the sampler is rebuilt before every ask, seeded from the strategy's ``rng`` (which
+``Strategy.ask`` reseeds from the seed, the number of outcomes told and the number of proposals
+in flight), so its proposal depends only on those and the study's finished trials.  A resumed
+search that tells the same outcomes in the same order therefore proposes what the uninterrupted
+one would have (for NSGA-II, added trials are assigned their generation as asked ones are).
 """
 from __future__ import annotations
 
-import random
 import warnings
 from abc import abstractmethod
 from typing import Any
@@ -31,7 +33,7 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 from nas.objectives import Outcome
 from nas.strategies.base import Strategy
@@ -55,28 +57,31 @@ class _OptunaStrategy(Strategy):
         self.max_retries = max_retries
         self.distributions = {label: CategoricalDistribution(values) for label, values in space.choices().items()}
         self._asked: dict[Architecture, optuna.Trial] = {}  # proposed, not told yet
-        self._told = 0
-        self.study = optuna.create_study(directions=["maximize", "maximize"], sampler=self._sampler(0))
+        self.study = optuna.create_study(directions=["maximize", "maximize"], sampler=self._sampler())
 
     @abstractmethod
     def _make_sampler(self, seed: int) -> BaseSampler:
         """A fresh sampler with this seed."""
 
-    def _sampler(self, attempt: int) -> BaseSampler:
-        seed = random.Random(f"{self.seed}/{self._told}/{len(self._asked)}/{attempt}").getrandbits(32)
+    def _sampler(self) -> BaseSampler:
+        """A fresh sampler seeded from ``rng`` (reseeded before every proposal by ``Strategy.ask``)."""
+        seed = self.rng.getrandbits(32)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return self._make_sampler(seed)
 
     def _propose(self) -> Architecture | None:
-        for attempt in range(self.max_retries):
-            self.study.sampler = self._sampler(attempt)
+        for _ in range(self.max_retries):
+            self.study.sampler = self._sampler()
             trial = self.study.ask(self.distributions)
             arch = self.space.arch_from_choices(trial.params)
             if not self.is_seen(arch) and self.space.is_valid(arch):
                 self._asked[arch] = trial
                 return arch
             self.study.tell(trial, state=TrialState.FAIL)
+            nearest = next((c for c in self.space.mutations(arch, self.rng) if not self.is_seen(c)), None)
+            if nearest is not None:
+                return nearest
         return self._random_unseen()
 
     def _on_skipped(self, arch: Architecture) -> None:
@@ -87,22 +92,21 @@ class _OptunaStrategy(Strategy):
         self._finish(trial, Outcome.infeasible(prediction.throughput, prediction.latency_ms))
 
     def _learn(self, arch: Architecture, outcome: Outcome | None) -> None:
-        self._told += 1
         trial = self._asked.pop(arch, None)
         if trial is not None:
             self._finish(trial, outcome)
             return
-        told = self._values(outcome)
-        if told is None or not self.space.is_valid(arch):
+        if self._values(outcome) is None or not self.space.is_valid(arch):
             return
-        values, violation = told
-        self.study.add_trial(create_trial(
-            params=self.space.choices_of(arch), distributions=self.distributions, values=list(values),
-            constraints=None if violation is None else {CONSTRAINT: violation}))
+        # Enqueued, then asked with its parameters fixed: the study records it as it records its
+        # own proposals, without sampling anything.
+        self.study.enqueue_trial(self.space.choices_of(arch))
+        trial = self.study.ask(self.distributions)
         self._after_add(self.study.get_trials(deepcopy=False)[-1])
+        self._finish(trial, outcome)
 
     def _after_add(self, trial: optuna.trial.FrozenTrial) -> None:
-        """Bookkeeping a sampler does when it asks a trial, done for a trial added without asking."""
+        """Bookkeeping the sampler does when it samples a trial, done for a trial with fixed parameters."""
 
     def _finish(self, trial: optuna.Trial, outcome: Outcome | None) -> None:
         told = self._values(outcome)

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from nas.objectives import SpeedLimits
 from search_spaces import Architecture, SearchSpace
@@ -100,7 +101,8 @@ class SpeedPredictor:
         x = np.stack([self.features(a) for a in archs])
         y = np.array([self._rows[a] for a in archs])
         mean = y.mean(axis=0)
-        gram_inverse = np.linalg.inv(x.T @ x + self.ridge * np.eye(x.shape[1]))
+        with threadpool_limits(1, user_api="blas"):  # a small system: BLAS threads only contend with trials
+            gram_inverse = np.linalg.inv(x.T @ x + self.ridge * np.eye(x.shape[1]))
         weights = gram_inverse @ x.T @ (y - mean)
         leverage = np.einsum("ij,jk,ik->i", x, gram_inverse, x)
         residuals = (y - mean - x @ weights) / np.maximum(1.0 - leverage, 1e-6)[:, None]
