@@ -279,3 +279,54 @@ def test_dashboard_draws_labelled_throughput_lines_not_points(monkeypatch, tmp_p
     at.query_params["search"] = "hybrid-demo"  # measured at 64 px: no reference lines
     at.run()
     assert not any((t.get("meta") or {}).get("role") == "reference" for t in pareto_spec(at)["data"])
+
+
+# ------------------------------------------------------------------ the driver's hook in a real search
+
+
+def write_224_space(path: Path) -> str:
+    """A toy space whose speed is measured at 224 (the reference models' resolution), trained at 32."""
+    space = {"name": "toy224", "target_res": 224, "proxy_res": 32,
+             "stages": [{"mixer": ["sepconv"], "depth": [1], "width": [16]} for _ in range(4)],
+             "seeds": [{"name": "all-sepconv", "mixers": ["sepconv"] * 4, "depths": [1] * 4, "dims": [16] * 4}]}
+    path.write_text(json.dumps(space))
+    return str(path)
+
+
+@pytest.mark.ray
+def test_search_at_224_measures_references_first_and_the_next_search_reuses_them(ray_local, tmp_path, monkeypatch):
+    from nas.search import SearchRequest, prepare_search, run_search
+
+    monkeypatch.setattr(hook, "REFERENCE_MODELS", ("test_resnet",))
+    space, db = write_224_space(tmp_path / "toy224.json"), f"sqlite:///{tmp_path / 'nas.db'}"
+    outputs = []
+    for name in ("first", "second"):
+        request = SearchRequest(space=space, budget="1trials", strategy="random", db=db, name=name,
+                                dataset="digits", epochs=1, subset=64, warmup=0, repeats=2, throughput_batch=2)
+        out = io.StringIO()
+        run_search(prepare_search(request), out=out)
+        outputs.append(out.getvalue())
+    assert "reference models: measuring test_resnet" in outputs[0]
+    assert "reference models: 1 stored for" in outputs[1] and "measuring" not in outputs[1]
+    store = open_store(db)
+    try:
+        (trial,) = store.trials(search="first")
+        (stored,) = reference_measurements(store, latest=False)
+        assert stored.device_kind == trial.device_kind  # measured where the trials run, as they are
+        assert {k: stored.protocol[k] for k in ("img_size", "latency_batch", "throughput_batch", "repeats")} == \
+            {k: trial.protocol[k] for k in ("img_size", "latency_batch", "throughput_batch", "repeats")}
+        assert [r.model for r in references_for_search(store, store.get_search("second"))] == ["test_resnet"]
+    finally:
+        store.close()
+
+
+def test_no_references_flag_reaches_the_prepared_search(tmp_path):
+    from nas.cli import build_parser
+    from nas.search import SearchRequest, prepare_search
+
+    space = write_224_space(tmp_path / "toy224.json")
+    args = build_parser().parse_args(["search", "--space", space, "--budget", "1trials", "--no-references",
+                                      "--db", f"sqlite:///{tmp_path / 'nas.db'}"])
+    request = SearchRequest.from_args(args)
+    assert request.references is False and prepare_search(request).references is False
+    assert prepare_search(SearchRequest(space=space, budget="1trials", db=args.db)).references is True

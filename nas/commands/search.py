@@ -76,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store.add_argument("--max-consecutive-failures", type=int, metavar="N",
                        help="stop the search (resumable) after N trials in a row fail with the same error, "
                             "e.g. unreadable images (default 5; 0 never stops)")
+    speed.add_argument("--no-references", dest="references", action="store_false",
+                       help="do not measure the seed papers' own models (LITv2-S, DilateFormer-T, ...) on the "
+                            "search's device first; they are measured once per device kind, and only for "
+                            "searches at 224 px (see nas show-reference)")
     store.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.set_defaults(func=run)
 

@@ -49,6 +49,7 @@ class PreparedSearch:
     db_url: str
     artifacts_dir: Path
     max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES  # 0: never stop for failures
+    references: bool = True  # measure the missing reference models first (``nas.search.references``)
 
     def stored_config(self) -> dict:
         return {**self.settings.to_config(), **self.resources.to_config()}
@@ -165,7 +166,8 @@ def _finish(request: SearchRequest, *, name: str, resume: bool, space: SearchSpa
         raise UsageError(f"--max-consecutive-failures must be >= 0 (0 never stops), got {failures}")
     return PreparedSearch(name=name, resume=resume, space=space, settings=settings, budget=budget,
                           resources=resources, address=request.address, db_url=db_url,
-                          artifacts_dir=artifacts.expanduser().resolve(), max_consecutive_failures=failures)
+                          artifacts_dir=artifacts.expanduser().resolve(), max_consecutive_failures=failures,
+                          references=request.references)
 
 
 def _gpus_per_trial(request: SearchRequest, budget: Budget) -> float:

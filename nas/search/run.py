@@ -33,6 +33,7 @@ from nas.search.paths import tune_dir as checked_tune_dir
 from nas.search.prepare import PreparedSearch
 from nas.search.ray_session import configure_ray_env, connect_ray, disconnect_ray, trials_that_fit
 from nas.search.recorder import INTERRUPTED_ERROR, SearchRecorder
+from nas.search.references import measure_references_beside_search
 from nas.search.report import SearchSummary
 from nas.search.signals import sigterm_like_sigint
 from nas.store import DriverId, SearchRecord, SearchStatus, Store, StoreError, TrialStatus, open_store
@@ -95,6 +96,10 @@ def _run_with_store(prepared: PreparedSearch, store: Store, max_concurrent: int,
         logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Trials did not complete": ours say why
         shutil.rmtree(tune_dir, ignore_errors=True)  # a killed run's leftovers: the store has what matters
         if tracker.can_start(0):
+            if prepared.references:  # the seed papers' models on this device, once per device kind
+                measure_references_beside_search(
+                    store, search, settings.measure, gpus_per_trial=resources.gpus_per_trial,
+                    cpus_per_trial=resources.cpus_per_trial, lock_dir=os.environ.get(LOCK_DIR_ENV) or None, out=out)
             _tuner(prepared, searcher, recorder, max_concurrent, tune_dir).fit()
         done = searcher.finished and recorder.running == 0 and recorder.stop_reason is None
         if done or not tracker.can_start(0):
