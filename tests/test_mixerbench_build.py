@@ -11,6 +11,7 @@ from benchmarks.mixerbench.runs import RUNS_FILE, append_run
 from benchmarks.mixerbench.table import build_table, write_table
 from nas.bench.table import TABLE_FORMAT, load_table, row_architecture
 from nas.objectives import Outcome
+from nas.search.recorder import INTERRUPTED_ERROR
 from nas.store import Measurement, TrialStatus, open_store
 from nas.strategies import create_strategy
 from nas.trial.measure_settings import MeasureSettings
@@ -119,6 +120,8 @@ def test_export_of_a_tiny_store_has_the_documented_shape(tmp_path):
     broken = store.start_trial(build.id, arch=dyna.to_dict(), recipe=recipe.to_dict(), devices_held=1.0)
     store.finish_trial(broken, TrialStatus.FAILED, device_hours=0.5 / 3600, error="RuntimeError: boom")
     store.start_trial(build.id, arch=dyna.to_dict(), recipe=recipe.to_dict(), devices_held=1.0)  # still running
+    stopped = store.start_trial(build.id, arch=row_architecture(space, ["mhsa"] * 4).to_dict(), recipe=recipe.to_dict())
+    store.finish_trial(stopped, TrialStatus.FAILED, error=INTERRUPTED_ERROR)  # the build was stopped: no row
     append_run(tmp_path / "artifacts" / "mixerbench", {"revision": "abc123", "wall_s": 12.5, "started": "now"})
 
     table = build_table(store, "mixerbench", tmp_path / "artifacts")

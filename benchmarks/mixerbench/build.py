@@ -21,6 +21,7 @@ import nas.cli
 from nas.errors import UsageError
 from nas.search.prepare import default_artifacts_dir
 from nas.formatting import format_duration
+from nas.search.recorder import INTERRUPTED_ERROR
 from nas.store import Store, StoreError, TrialStatus, normalise_url, open_store
 from nas.store.engine import sqlite_path
 from search_spaces import get_space
@@ -125,7 +126,8 @@ def _counts(request: BuildRequest) -> tuple[int, int]:
         trials = store.trials(search=request.name)
     finally:
         store.close()
-    finished = [t for t in trials if isinstance(t.status, TrialStatus) and t.status.finished]
+    finished = [t for t in trials if isinstance(t.status, TrialStatus) and t.status.finished
+                and t.error != INTERRUPTED_ERROR]  # re-run on resume; the trials budget does not count them
     return len({t.arch_hash for t in finished}), sum(not t.reused for t in finished)
 
 

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from nas.bench.table import TABLE_FORMAT
 from nas.errors import UsageError
+from nas.search.recorder import INTERRUPTED_ERROR
 from nas.store import Store, TrialRecord, TrialStatus
 from search_spaces import Architecture, SearchSpace
 
@@ -19,6 +20,7 @@ __all__ = ["build_table", "write_table", "rows_summary"]
 def build_table(store: Store, search_name: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
     """The table of search ``search_name``: one row per architecture with a finished trial.
 
+    Trials the driver's stop interrupted are not results (``--resume`` runs them again) and make no row.
     A reused trial contributes the result (curve and device time) of the trial it copies.  When an
     architecture has several finished trials (a failed try re-run on resume), the completed one wins,
     else the latest.
@@ -33,7 +35,8 @@ def build_table(store: Store, search_name: str, artifacts_dir: Path | None = Non
     chosen: dict[Architecture, TrialRecord] = {}
     for trial in store.trials(search=search_name):
         arch = Architecture.from_dict(trial.arch)
-        if arch not in order or trial.status not in (TrialStatus.COMPLETED, TrialStatus.FAILED):
+        if arch not in order or trial.status not in (TrialStatus.COMPLETED, TrialStatus.FAILED) or \
+                trial.error == INTERRUPTED_ERROR:  # stopped with the driver, re-run by --resume: no result
             continue
         if arch not in chosen or trial.status == TrialStatus.COMPLETED or chosen[arch].status != TrialStatus.COMPLETED:
             chosen[arch] = trial
