@@ -167,14 +167,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                           help="merge into the existing JSON, replacing only the re-measured configurations")
     official.add_argument("--min-sample-ms", type=float, default=20.0,
                           help="back-to-back calls per sample so that one sample lasts about this long")
+    official.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                          help="wall-clock time, or CPU time of the calling thread (needs --threads 1 and "
+                               "a CPU device; robust on a machine shared with other jobs)")
     official.add_argument("--rtol", type=float, default=1e-4,
                           help="largest output/gradient difference (relative) for 'same function'")
     args = p.parse_args(argv)
     if ((args.repeats is not None and args.repeats < 3) or (args.warmup is not None and args.warmup < 0)
             or args.batch_size < 1 or args.threads < 0 or args.min_sample_ms < 0):
         p.error("need --repeats >= 3, --warmup >= 0, --batch-size >= 1, --threads >= 0, --min-sample-ms >= 0")
-    if (args.shapes or args.update) and not args.official_dir:
-        p.error("--shapes and --update go with --official-dir")
+    if (args.shapes or args.update or args.clock != "wall") and not args.official_dir:
+        p.error("--shapes, --update and --clock go with --official-dir")
+    if args.clock == "thread" and (args.threads != 1 or args.device == "cuda"):
+        p.error("--clock thread times one CPU thread: use it with --threads 1 on the CPU")
     return args
 
 

@@ -15,6 +15,10 @@ Protocol, per mixer and standard configuration (C=96@56², 192@28², 384@14², 5
    (forward and forward+backward of every timed pair).
 
 Ratios are what count: both sides see the same machine state, absolute times do not travel.
+``--clock wall`` (default) times wall-clock.  On a machine shared with other jobs, wall-clock time
+with 2 threads mostly measures the other jobs (a parallel region waits for its slowest thread);
+``--clock thread --threads 1`` times the CPU seconds of the calling thread instead, which the other
+jobs barely move (they still share caches and memory bandwidth).
 """
 from __future__ import annotations
 
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace, device: torch.device, shapes: tuple[tuple[int,
     report = {
         "environment": environment,
         "settings": {"batch_size": args.batch_size, "repeats": args.repeats, "warmup": args.warmup,
-                     "min_sample_ms": args.min_sample_ms, "rtol": args.rtol, "protocol": __doc__.strip()},
+                     "min_sample_ms": args.min_sample_ms, "rtol": args.rtol, "clock": args.clock,
+                     "threads": torch.get_num_threads(), "protocol": __doc__.strip()},
         "summary": summary,
         "results": results,
     }
@@ -147,13 +152,14 @@ def _time_interleaved(ours: Callable[[], None], official: Callable[[], None], de
     for _ in range(args.warmup):
         ours()
         official()
-    single = min(_sample(ours, 1, device), _sample(official, 1, device))
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
+    single = min(_sample(ours, 1, device, clock), _sample(official, 1, device, clock))
     calls = max(1, math.ceil(args.min_sample_ms / max(single, 1e-3)))
     samples: dict[str, list[float]] = {"ours": [], "official": []}
     for round_ in range(args.repeats):
         order = (("ours", ours), ("official", official))
         for key, fn in (order if round_ % 2 == 0 else order[::-1]):
-            samples[key].append(_sample(fn, calls, device))
+            samples[key].append(_sample(fn, calls, device, clock))
     result = {"calls_per_sample": calls}
     for key, times in samples.items():
         q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
@@ -163,16 +169,16 @@ def _time_interleaved(ours: Callable[[], None], official: Callable[[], None], de
     return result
 
 
-def _sample(fn: Callable[[], None], calls: int, device: torch.device) -> float:
+def _sample(fn: Callable[[], None], calls: int, device: torch.device, clock: Callable[[], float]) -> float:
     """Mean milliseconds per call over ``calls`` back-to-back calls."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(calls):
         fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) * 1e3 / calls
+    return (clock() - t0) * 1e3 / calls
 
 
 def _merged(previous: list[dict], new: list[dict]) -> list[dict]:

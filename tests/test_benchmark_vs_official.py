@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from benchmarks import mixers as bench
 
 SAME_AS_OURS = """
@@ -41,9 +43,10 @@ def _rows(report: dict) -> dict:
     return {(r["mixer"], r.get("dim"), r.get("size")): r for r in report["results"]}
 
 
-def test_ratios_and_geometric_mean(tmp_path):
-    code, report = _run(tmp_path, SAME_AS_OURS, "--mixers", "pooling,dma", "--shapes", "8x5,4x3")
-    assert code == 0
+@pytest.mark.parametrize("clock", ["wall", "thread"])
+def test_ratios_and_geometric_mean(tmp_path, clock):
+    code, report = _run(tmp_path, SAME_AS_OURS, "--mixers", "pooling,dma", "--shapes", "8x5,4x3", "--clock", clock)
+    assert code == 0 and report["settings"]["clock"] == clock
     rows = _rows(report)
     ratios = []
     for size in (5, 3):
@@ -82,3 +85,9 @@ def test_update_replaces_only_the_remeasured_configurations(tmp_path):
     assert list(after) == list(before)  # same entries, same order
     assert after[("pooling", 8, 5)] == before[("pooling", 8, 5)]  # kept as measured
     assert second["summary"]["timings"] == 4
+
+
+def test_thread_clock_needs_one_thread(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--official-dir", str(tmp_path), "--clock", "thread", "--threads", "2"])
+    assert exit_info.value.code == 2
