@@ -23,7 +23,7 @@ from nas.cli import main
 from nas.objectives import SpeedObjective
 from nas.search.mo_asha import (MOASHAScheduler, epsilon_net_order, promotes, promotion_order,
                                 rung_milestones)
-from nas.search.scheduler import create_scheduler
+from nas.search.scheduler import create_scheduler, restore_rungs
 from nas.search.settings import DEFAULT_EARLY_STOPPING, EarlyStopping, SearchRequest, SearchSettings
 from nas.store import open_store
 from nas.store.records import TrialStatus
@@ -132,6 +132,40 @@ def test_rungs_promotion_at_later_rungs_and_completed_trials_inform_later_decisi
     # the slow trial is more accurate at rung 1 (continues), but at rung 3 it is dominated by "fast"
     assert mo.on_trial_result(None, trial("slow"), epoch_report(1, 0.55)) == CONTINUE
     assert mo.on_trial_result(None, trial("slow"), epoch_report(3, 0.59)) == STOP
+
+
+def stored_trial(number: int, accuracies: list[float], throughput: float, reused_from: int | None = None):
+    from nas.store.records import EpochRecord, TrialRecord
+
+    return TrialRecord(id=number, search="s", number=number, status=TrialStatus.COMPLETED, arch=None,
+                       arch_hash=str(number), recipe=None, recipe_hash="r", throughput=throughput, latency_ms=1.0,
+                       epochs_done=len(accuracies), reused_from=reused_from,
+                       epochs=tuple(EpochRecord(epoch=e, val_accuracy=a) for e, a in enumerate(accuracies, start=1)))
+
+
+def test_a_resumed_search_decides_as_if_the_killed_run_had_gone_on():
+    """Rungs refilled from the store (accuracy at each rung reached, measured speed) give the decisions the
+    live scheduler gives; reused rows are skipped; Ray's ASHA and FIFO are left as they are."""
+    live = create_scheduler("mo-asha", max_epochs=9)
+    decisions(live, RUNG_1[:3])
+    for epoch, accuracy in ((2, 0.82), (3, 0.85)):  # A goes on to rung 3
+        live.on_trial_result(None, trial("A"), epoch_report(epoch, accuracy))
+    stored = [stored_trial(1, [0.80, 0.82, 0.85], 100.0), stored_trial(2, [0.78], 120.0),
+              stored_trial(3, [0.75], 90.0), stored_trial(4, [0.99, 0.99, 0.99], 5000.0, reused_from=1),
+              stored_trial(5, [], 7000.0)]
+    resumed = create_scheduler("mo-asha", max_epochs=9)
+    assert restore_rungs(resumed, stored) == 3
+    for milestone in (1, 3, 9):
+        assert sorted(resumed.rung_points(milestone).values()) == sorted(live.rung_points(milestone).values())
+    assert set(resumed.rung_points(3)) == {"stored:1"}
+    _, accuracy, speed = RUNG_1[3]
+    for scheduler in (live, resumed):  # D: promoted at rung 1 by both
+        assert decisions(scheduler, [("D", accuracy, speed)]) == {"D": CONTINUE}
+    weak = [("E", 0.70, 95.0)]  # dominated by A: stopped after a resume, as it would have been without one
+    assert decisions(resumed, weak) == decisions(live, weak) == {"E": STOP}
+    assert decisions(create_scheduler("mo-asha", 9), weak) == {"E": CONTINUE}  # what forgetting the rungs does
+    assert restore_rungs(create_scheduler("asha", 9), stored) == 0
+    assert restore_rungs(create_scheduler("none", 9), stored) == 0
 
 
 def test_a_trial_without_a_measured_speed_ranks_last_on_speed_and_bad_accuracy_last_overall():

@@ -16,16 +16,19 @@ log10 batch-1 latency (``nas.objectives.SpeedObjective``):
 A trial reaching a rung continues when its position in that order, among the trials recorded at
 the rung before it plus itself, is within the top n/``reduction_factor``; the first trial at a
 rung always continues (as in ASHA, decisions are final and never revisited).  The speed comes
-from the trial's ``measure`` report, which every trial sends before its first epoch.
+from the trial's ``measure`` report, which every trial sends before its first epoch.  A resumed
+search refills the rungs from the store (``MOASHAScheduler.restore``), so its decisions go on
+from where the killed run left them.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from nas.objectives import Outcome, SpeedObjective
+from nas.store.records import TrialRecord
 from nas.strategies.pareto_rank import non_dominated_fronts
 from nas.trial.progress import MEASURE_PHASE, TrialProgress
 
@@ -175,6 +178,25 @@ class MOASHAScheduler(FIFOScheduler):
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
         self._progress.pop(trial.trial_id, None)
+
+    def restore(self, trials: Iterable[TrialRecord]) -> int:
+        """Refill the rungs from trials an earlier run of the search trained (``--resume``), as if
+        this scheduler had seen them: each trial's accuracy at every rung its epochs reached, with
+        its measured speed.  Trials need their epochs (``Store.trial``); reused rows never went
+        through a scheduler and are skipped.  Returns how many trials were restored."""
+        restored = 0
+        for trial in trials:
+            if trial.reused or not trial.epochs:
+                continue
+            progress = TrialProgress()
+            progress.observe({"phase": MEASURE_PHASE, "feasible": True, "throughput": trial.throughput,
+                              "latency_ms": trial.latency_ms})
+            accuracy_at = {e.epoch: e.val_accuracy for e in trial.epochs}
+            reached = [m for m in self._rungs if int(m) in accuracy_at and accuracy_at[int(m)] is not None]
+            for milestone in reached:
+                self._rungs[milestone][f"stored:{trial.id}"] = self._point(progress, accuracy_at[int(milestone)])
+            restored += bool(reached)
+        return restored
 
     def _open_rung(self, trial_id: str, time: float) -> dict[str, Point] | None:
         """The highest rung reached by ``time`` where this trial is not recorded yet (None: no rung to decide)."""

@@ -8,13 +8,16 @@ for all its epochs (Tune's FIFO scheduler).
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from nas.objectives import SpeedObjective
 from nas.search.mo_asha import MOASHAScheduler
 from nas.search.settings import EarlyStopping
+from nas.store.records import TrialRecord
 
-__all__ = ["GRACE_EPOCHS", "REDUCTION_FACTOR", "create_scheduler"]
+__all__ = ["GRACE_EPOCHS", "REDUCTION_FACTOR", "create_scheduler", "restore_rungs"]
 
 GRACE_EPOCHS = 1
 REDUCTION_FACTOR = 3
@@ -32,3 +35,12 @@ def create_scheduler(early_stopping: EarlyStopping | str, max_epochs: int,
                              grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION_FACTOR)
     return MOASHAScheduler(max_t=max_epochs, grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION_FACTOR,
                            objective=SpeedObjective(objective), time_attr="epoch", metric="val_accuracy")
+
+
+def restore_rungs(scheduler: TrialScheduler, trials: Iterable[TrialRecord]) -> int:
+    """On resume: refill MO-ASHA's rungs from the search's stored trials (with their epochs); returns
+    how many trials were restored.  Ray's ASHA keeps its rungs private, so they restart empty (the
+    first trials of a resumed run continue as in a new search); FIFO has none."""
+    if isinstance(scheduler, MOASHAScheduler):
+        return scheduler.restore(trials)
+    return 0
