@@ -21,8 +21,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--space", help="search space name (hybrid_metaformer, hybrid_metaformer_tiny, mixerbench) "
                                       "or a .yaml/.json file")
     what.add_argument("--budget", help="device time or trial count: 64gpu-h, 90gpu-min, 10cpu-min, 40trials")
-    what.add_argument("--strategy", help="random, evolution (default), grid (every architecture once), nni-tpe "
-                                         "or nni-evolution")
+    what.add_argument("--strategy", help="multi-objective (accuracy and the --objective speed): mo-evolution "
+                                         "(regularised evolution, Pareto-rank tournament), nsga2 or motpe (Optuna's "
+                                         "NSGA-II / multi-objective TPE); accuracy only: evolution (default), random, "
+                                         "grid (every architecture once), nni-tpe or nni-evolution (no speed limits)")
+    what.add_argument("--objective", metavar="{throughput,latency}",
+                      help="the speed objective searched beside validation accuracy: throughput (default: maximise "
+                           "img/s at --throughput-batch) or latency (minimise batch-1 ms); multi-objective "
+                           "strategies and mo-asha rank trials by it. --max-latency-ms / --min-throughput stay hard "
+                           "limits either way")
     what.add_argument("--seed", type=int, help="seed of the strategy and of proxy training (default 0)")
     what.add_argument("--early-stopping", choices=[e.value for e in EarlyStopping],
                       help="stop weak trials at 1, 3, 9 ... epochs: mo-asha (default) keeps the top third of each "

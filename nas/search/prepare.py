@@ -25,7 +25,8 @@ from nas.search.settings import (DEFAULT_EARLY_STOPPING, DEFAULT_SEED, DEFAULT_S
 from nas.store import Store, StoreError, make_engine, normalise_url, open_store
 from nas.store.leases import busy
 from nas.store.engine import display_url, sqlite_path
-from nas.strategies import create_strategy
+from nas.objectives import SpeedLimits, parse_objective
+from nas.strategies import Strategy, create_strategy
 from nas.trial.datasets import load_dataset
 from nas.trial.measure_settings import MeasureSettings
 from nas.trial.recipe import ProxyRecipe
@@ -82,6 +83,13 @@ def prepare_search(request: SearchRequest) -> PreparedSearch:
     return prepared
 
 
+def create_search_strategy(settings: SearchSettings, space: SearchSpace) -> Strategy:
+    """The search's strategy over ``space``: its name and seed, the speed objective and the
+    measurement's speed limits (ValueError when it cannot take them)."""
+    return create_strategy(settings.strategy, space, seed=settings.seed, speed=settings.objective,
+                           limits=SpeedLimits.of(settings.measure))
+
+
 def _prepare_new(request: SearchRequest, store: Store | None, db_url: str) -> PreparedSearch:
     if request.space is None:
         raise UsageError("--space is required (a name or a .yaml/.json file) unless --resume is given")
@@ -91,7 +99,7 @@ def _prepare_new(request: SearchRequest, store: Store | None, db_url: str) -> Pr
     space.seeds()  # a seed outside the space is a definition error: report it before anything runs
     strategy = request.strategy or DEFAULT_STRATEGY
     seed = DEFAULT_SEED if request.seed is None else request.seed
-    create_strategy(strategy, space, seed=seed)  # unknown name or missing optional extra: fail now
+    objective = parse_objective(request.objective)
     budget = parse_budget(request.budget)
     gpus = _gpus_per_trial(request, budget)
     recipe = ProxyRecipe(**{"img_size": space.proxy_res, "seed": seed, **request.recipe_given()})
@@ -104,7 +112,8 @@ def _prepare_new(request: SearchRequest, store: Store | None, db_url: str) -> Pr
                          f"or choose another --name")
     early_stopping = EarlyStopping.parse(request.early_stopping or DEFAULT_EARLY_STOPPING)
     settings = SearchSettings(space=request.space, strategy=strategy, seed=seed, recipe=recipe, measure=measure,
-                              early_stopping=early_stopping)
+                              early_stopping=early_stopping, objective=objective)
+    create_search_strategy(settings, space)  # unknown name, missing extra, limits it cannot take: fail now
     return _finish(request, name=name, resume=False, space=space, settings=settings, budget=budget, gpus=gpus,
                    db_url=db_url)
 
@@ -138,6 +147,7 @@ def _prepare_resume(request: SearchRequest, store: Store | None, db_url: str) ->
     if changed:
         raise UsageError(f"--resume {name} continues with the stored settings; these differ: {', '.join(changed)} "
                          f"(start a new search to change them)")
+    create_search_strategy(settings, space)
     stored = search.config
 
     def kept(value, key):

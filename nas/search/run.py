@@ -30,14 +30,14 @@ from nas.objectives import Outcome
 from nas.search.device_lock import LOCK_DIR_ENV
 from nas.search.ownership import LeaseKeeper, lease_is_stale, this_driver
 from nas.search.paths import tune_dir as checked_tune_dir
-from nas.search.prepare import PreparedSearch
+from nas.search.prepare import PreparedSearch, create_search_strategy
 from nas.search.ray_session import configure_ray_env, connect_ray, disconnect_ray, trials_that_fit
 from nas.search.recorder import INTERRUPTED_ERROR, SearchRecorder
 from nas.search.references import measure_references_beside_search
 from nas.search.report import SearchSummary
 from nas.search.signals import sigterm_like_sigint
 from nas.store import DriverId, SearchRecord, SearchStatus, Store, StoreError, TrialStatus, open_store
-from nas.strategies import Strategy, create_strategy
+from nas.strategies import Strategy
 from search_spaces import Architecture, SearchSpace
 
 __all__ = ["INTERRUPTED_ERROR", "replay_stored_trials", "run_search", "trial_dirname"]
@@ -83,7 +83,7 @@ def _run_with_store(prepared: PreparedSearch, store: Store, max_concurrent: int,
     status = SearchStatus.INTERRUPTED
     try:  # from here on, recorder.finish records how the run ended and releases the lease
         tune_dir = checked_tune_dir(prepared.artifacts_dir, prepared.name)
-        strategy = create_strategy(settings.strategy, prepared.space, seed=settings.seed)
+        strategy = create_search_strategy(settings, prepared.space)
         queued, exclude = replay_stored_trials(store, search, tracker, strategy, prepared.space)
         searcher = StrategySearcher(strategy, tracker, recorder, _config_maker(prepared), queued=queued,
                                     exclude=exclude)
@@ -205,7 +205,7 @@ def _tuner(prepared: PreparedSearch, searcher: Any, recorder: SearchRecorder, ma
     from nas.search.trainable import train_candidate
 
     settings, resources = prepared.settings, prepared.resources
-    scheduler = create_scheduler(settings.early_stopping, settings.recipe.epochs)
+    scheduler = create_scheduler(settings.early_stopping, settings.recipe.epochs, settings.objective)
     run_name = f"run-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
     return tune.Tuner(
         tune.with_resources(train_candidate, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}),

@@ -7,7 +7,7 @@ place (``RECIPE_FLAGS``, ``MEASURE_FLAGS``), used both to build a new search and
 a resumed search is not asked to change them.
 
 ``SearchSettings`` are the settings that decide what a stored result means (space, strategy,
-seed, proxy recipe, measurement, early stopping); a resumed search keeps them.  Their stored
+seed, speed objective, proxy recipe, measurement, early stopping); a resumed search keeps them.  Their stored
 form is the search's ``config`` JSON, unchanged from earlier releases.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from nas.objectives import SpeedObjective, parse_objective
 from nas.trial.measure_settings import MeasureSettings
 from nas.trial.recipe import ProxyRecipe
 
@@ -89,6 +90,7 @@ class SearchRequest:
     resume: str | None = None
     artifacts: str | None = None
     early_stopping: str | None = None  # an EarlyStopping value (--asha/--no-asha set "asha"/"none")
+    objective: str | None = None  # a SpeedObjective value: throughput or latency
     max_consecutive_failures: int | None = None
     references: bool = True  # measure the seed papers' models beside a 224 px search (``--no-references``)
 
@@ -125,12 +127,14 @@ class SearchSettings:
     recipe: ProxyRecipe
     measure: MeasureSettings
     early_stopping: EarlyStopping
+    objective: SpeedObjective = SpeedObjective.THROUGHPUT  # the speed half of (accuracy, speed)
 
     def conflicts(self, request: SearchRequest) -> list[str]:
         """The flags of ``request`` that would change these settings, as ``name (stored x, given y)``."""
         early_stopping = None if request.early_stopping is None else EarlyStopping.parse(request.early_stopping)
+        objective = None if request.objective is None else parse_objective(request.objective)
         given = {"space": request.space, "strategy": request.strategy, "seed": request.seed,
-                 "early_stopping": early_stopping}
+                 "early_stopping": early_stopping, "objective": objective}
         changed = [(name, getattr(self, name), value) for name, value in given.items()
                    if value is not None and value != getattr(self, name)]
         for prefix, stored, values in (("recipe", self.recipe, request.recipe_given()),
@@ -141,21 +145,23 @@ class SearchSettings:
 
     def to_config(self) -> dict[str, Any]:
         return {"space": self.space, "strategy": self.strategy, "seed": self.seed, "recipe": self.recipe.to_dict(),
-                "measure": self.measure.to_dict(), "early_stopping": self.early_stopping.value}
+                "measure": self.measure.to_dict(), "early_stopping": self.early_stopping.value,
+                "objective": self.objective.value}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "SearchSettings":
         """Read back a stored ``config``; ValueError names what is missing or malformed.
 
         Searches stored before the early-stopping choice existed have ``asha: true/false``, read
-        as ASHA or none.
+        as ASHA or none; searches stored before the objective choice existed optimised throughput.
         """
         try:
             early_stopping = EarlyStopping.parse(config["early_stopping"]) if "early_stopping" in config else \
                 EarlyStopping.ASHA if bool(config["asha"]) else EarlyStopping.NONE
             return cls(space=str(config["space"]), strategy=str(config["strategy"]), seed=int(config["seed"]),
                        recipe=ProxyRecipe.from_dict(config["recipe"]),
-                       measure=MeasureSettings.from_dict(config["measure"]), early_stopping=early_stopping)
+                       measure=MeasureSettings.from_dict(config["measure"]), early_stopping=early_stopping,
+                       objective=parse_objective(config.get("objective")))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"stored search settings are incomplete or malformed ({type(exc).__name__}: {exc})") \
                 from None
