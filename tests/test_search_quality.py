@@ -15,7 +15,7 @@ from nas.bench.evaluator import RecordedTrialError
 from nas.bench.quality import search_quality as quality_of
 from nas.bench.simulator import simulate_search
 from nas.budget import Budget, parse_budget
-from nas.search.settings import DEFAULT_EARLY_STOPPING
+from nas.search.settings import DEFAULT_EARLY_STOPPING, EarlyStopping
 from nas.store.records import TrialStatus
 from nas.strategies import STRATEGY_NAMES
 from nas.trial.measure_settings import MeasureSettings
@@ -252,8 +252,9 @@ def test_benchmark_writes_the_json_shape_and_a_png(tmp_path, capsys):
     assert len(report["table"]["sha256"]) == 64 and report["table"]["true_front_size"] >= 1
     ran = set(report["results"])
     assert ran | set(report["skipped"]) == set(STRATEGY_NAMES) and {"random", "evolution"} <= ran
-    keys = {"results", "results_no_early_stopping", "results_asha"} - {f"results_{DEFAULT_EARLY_STOPPING.value}"}
-    assert keys <= set(report) and report["settings"]["early_stopping"]["results"] == DEFAULT_EARLY_STOPPING.value
+    keys = set(search_quality.MODES)  # one result key per early-stopping choice, "results" for the default
+    assert len(keys) == len(EarlyStopping) and {"results", "results_no_early_stopping"} <= keys <= set(report)
+    assert report["settings"]["early_stopping"]["results"] == DEFAULT_EARLY_STOPPING.value
     for key in keys:
         assert set(report[key]) == ran
         for per_budget in report[key].values():
