@@ -59,7 +59,8 @@ def _draw_panel(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont, panel: 
         return
     fx = (lambda x: math.log2(x)) if panel.log2_x else (lambda x: x)
     lo_x, hi_x = fx(xs[0]), fx(xs[-1])
-    lo_x, hi_x = (lo_x - 0.5, hi_x + 0.5) if hi_x == lo_x else (lo_x - 0.05 * (hi_x - lo_x), hi_x + 0.05 * (hi_x - lo_x))
+    pad_x = 0.5 if hi_x == lo_x else 0.05 * (hi_x - lo_x)
+    lo_x, hi_x = lo_x - pad_x, hi_x + pad_x
     lo_y, hi_y = panel.y_range or _fit_range([v for s in panel.series for _, y, e in s.points for v in (y - e, y + e)])
 
     def to_px(x: float, y: float) -> tuple[float, float]:

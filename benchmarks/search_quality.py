@@ -74,7 +74,8 @@ def available_strategies(space: SearchSpace, wanted: list[str] | None = None) ->
 
 
 def run_benchmark(evaluator: TabularEvaluator, strategies: list[str], budgets: list[int], seeds: list[int],
-                  workers: int, out: TextIO | None = None) -> tuple[dict[str, dict[str, dict[str, QualityStats]]], dict]:
+                  workers: int, out: TextIO | None = None
+                  ) -> tuple[dict[str, dict[str, dict[str, QualityStats]]], dict]:
     """{result key: {strategy: {budget: stats}}} and {strategy: {early stopping: seconds}}."""
     results: dict[str, dict[str, dict[str, QualityStats]]] = {key: {} for key in MODES}
     timings: dict[str, dict[str, float]] = {}
@@ -143,7 +144,8 @@ def write_png(path: str | Path, results: dict[str, dict[str, dict[str, QualitySt
     shown += [stats for r in (compared or {}).values() for stats in r.stats.values()]
     lowest = min(s.hv_ratio_mean - s.hv_ratio_std for s in shown)
     y_range = (max(0.0, math.floor(lowest * 10) / 10), 1.0)
-    panels = [Panel(title=f"early stopping: {choice.value}" + (" (default)" if key == "results" else ""), x_label="budget (evaluations)",
+    panels = [Panel(title=f"early stopping: {choice.value}" + (" (default)" if key == "results" else ""),
+                    x_label="budget (evaluations)",
                     y_label=f"found / true hypervolume (mean ± std of {seeds} seeds)",
                     series=[Series(strategy, [(int(b), s.hv_ratio_mean, s.hv_ratio_std) for b, s in by_budget.items()])
                             for strategy, by_budget in results[key].items()], y_range=y_range)

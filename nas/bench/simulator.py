@@ -177,7 +177,8 @@ def simulate_search(evaluator: TabularEvaluator, strategy: str, budget: Budget, 
         status = TrialStatus.FAILED if error else final_status(run.progress, evaluator.table.epochs)
         done.append(SimulatedTrial(
             number=run.number, arch=run.arch, seed_name=run.seed_name, status=status,
-            epochs_done=run.progress.epochs_done, accuracy=run.progress.best_accuracy, throughput=run.progress.throughput,
+            epochs_done=run.progress.epochs_done, accuracy=run.progress.best_accuracy,
+            throughput=run.progress.throughput,
             started_s=run.started_s, finished_s=clock, device_s=run.device_s))
 
     start_trials()
@@ -198,4 +199,5 @@ def simulate_search(evaluator: TabularEvaluator, strategy: str, budget: Budget, 
             finish(run)
             start_trials()
     return SimulatedSearch(strategy=strategy, seed=seed, budget=budget, early_stopping=early_stopping,
-                           workers=workers, trials=tuple(sorted(done, key=lambda t: t.number)), charged=tracker.charged, wall_s=clock)
+                           workers=workers, trials=tuple(sorted(done, key=lambda t: t.number)),
+                           charged=tracker.charged, wall_s=clock)

@@ -103,7 +103,8 @@ class BenchEntry:
         if status not in (COMPLETED, FAILED):
             raise ValueError(f"row {arch.label()}: status must be {COMPLETED!r} or {FAILED!r}, got {status!r}")
         return cls(arch=arch, val_accuracy=tuple(float(a) for a in row["val_accuracy"]),
-                   throughput=_optional(float, row.get("throughput")), latency_ms=_optional(float, row.get("latency_ms")),
+                   throughput=_optional(float, row.get("throughput")),
+                   latency_ms=_optional(float, row.get("latency_ms")),
                    params=_optional(int, row.get("params")), gmacs=_optional(float, row.get("gmacs")),
                    measure_s=float(row["measure_s"]), epoch_s=tuple(float(s) for s in row["epoch_s"]),
                    throughput_iqr=_optional(float, row.get("throughput_iqr")),
