@@ -174,10 +174,13 @@ def test_hook_starts_nothing_when_the_local_device_kind_has_them_all(store, monk
 @pytest.mark.ray
 def test_hook_measures_the_missing_ones_on_a_trial_slot_then_reuses_them(ray_local, store, tmp_path, monkeypatch):
     monkeypatch.setattr(hook, "REFERENCE_MODELS", ("test_resnet", "no_such_model"))
-    out = io.StringIO()
+    monkeypatch.setattr(hook, "WAIT_S", 0.05)
+    out, beats = io.StringIO(), []
     search = make_search(store, measure=TINY, device_kind=None)  # a cluster search: kind learnt from the task
     outcome = hook.measure_references_beside_search(store, search, TINY, gpus_per_trial=1, cpus_per_trial=1,
-                                                    lock_dir=str(tmp_path / "locks"), out=out)
+                                                    lock_dir=str(tmp_path / "locks"), out=out,
+                                                    heartbeat=lambda: beats.append(1) or True)
+    assert beats  # the driver's lease kept fresh while the task ran
     assert outcome is not None and [m.model for m in outcome.measured] == ["test_resnet"]
     assert outcome.device_kind.startswith("cpu:")  # a fake GPU: the trial's device is the CPU
     (stored,) = reference_measurements(store)
@@ -191,6 +194,12 @@ def test_hook_measures_the_missing_ones_on_a_trial_slot_then_reuses_them(ray_loc
                                                  lock_dir=None, out=out, names=["test_resnet"]) is None
     assert f"1 stored for {outcome.device_kind}" in out.getvalue()  # reused: no task, nothing measured again
     assert len(reference_measurements(store, latest=False)) == 1
+
+    lost = hook.measure_references_beside_search(store, local, TINY, gpus_per_trial=1, cpus_per_trial=1,
+                                                 lock_dir=None, out=out, names=["test_convnext"],
+                                                 heartbeat=lambda: False)  # taken over: give up at once
+    assert lost is None and "abandoned" in out.getvalue()
+    assert [r.model for r in reference_measurements(store)] == ["test_resnet"]
 
 
 # ------------------------------------------------------------------ nas show-reference

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Collection, Mapping, TextIO
+from typing import Any, Callable, Collection, Mapping, TextIO
 
 import timm
 import torch
@@ -38,6 +38,7 @@ __all__ = ["REFERENCE_MODELS", "ReferenceOutcome", "measure_reference", "measure
            "measure_references_beside_search", "stored_kinds"]
 
 REFERENCE_MODELS: tuple[str, ...] = DEFAULT_REFERENCES
+WAIT_S = 5.0  # how often the driver's heartbeat runs while the reference task measures
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,13 @@ def stored_kinds(store: Store, names: Collection[str], measure: MeasureSettings)
 
 def measure_references_beside_search(store: Store, search: SearchRecord, measure: MeasureSettings, *,
                                      gpus_per_trial: float, cpus_per_trial: float, lock_dir: str | None,
-                                     out: TextIO | None, names: Collection[str] | None = None) -> ReferenceOutcome | None:
+                                     out: TextIO | None, names: Collection[str] | None = None,
+                                     heartbeat: Callable[[], bool] | None = None) -> ReferenceOutcome | None:
     """The driver's hook (Ray is connected): measure the missing reference models, store them, say so.
 
-    Returns what the task did, or None when nothing needed measuring (or the space is not at 224).
+    ``heartbeat`` is called every ``WAIT_S`` while the task runs (it keeps the driver's lease on the
+    search fresh); when it returns False (another driver took the search over) the task is cancelled.
+    Returns what the task did, or None when nothing was measured (nothing needed, not at 224, abandoned).
     """
     names = list(REFERENCE_MODELS if names is None else names)
     if not names or not references_apply(measure):
@@ -126,8 +130,14 @@ def measure_references_beside_search(store: Store, search: SearchRecord, measure
     _say(out, f"reference models: measuring {', '.join(missing)} on a trial's device first "
               f"(once per device kind; not charged to the budget)")
     task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(reference_task)
+    pending = task.remote(names, measure.to_dict(), skip, cpus_per_trial, lock_dir)
     try:
-        outcome: ReferenceOutcome = ray.get(task.remote(names, measure.to_dict(), skip, cpus_per_trial, lock_dir))
+        while not ray.wait([pending], timeout=WAIT_S)[0]:
+            if heartbeat is not None and not heartbeat():
+                ray.cancel(pending, force=True)
+                _say(out, "reference models: abandoned (another driver took the search over)")
+                return None
+        outcome: ReferenceOutcome = ray.get(pending)
     except ray.exceptions.RayError as exc:
         _say(out, f"reference models: not measured ({type(exc).__name__}: {str(exc).splitlines()[0]})")
         return None

@@ -99,7 +99,8 @@ def _run_with_store(prepared: PreparedSearch, store: Store, max_concurrent: int,
             if prepared.references:  # the seed papers' models on this device, once per device kind
                 measure_references_beside_search(
                     store, search, settings.measure, gpus_per_trial=resources.gpus_per_trial,
-                    cpus_per_trial=resources.cpus_per_trial, lock_dir=os.environ.get(LOCK_DIR_ENV) or None, out=out)
+                    cpus_per_trial=resources.cpus_per_trial, lock_dir=os.environ.get(LOCK_DIR_ENV) or None, out=out,
+                    heartbeat=lease.beat)
             _tuner(prepared, searcher, recorder, max_concurrent, tune_dir).fit()
         done = searcher.finished and recorder.running == 0 and recorder.stop_reason is None
         if done or not tracker.can_start(0):
