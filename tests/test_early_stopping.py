@@ -306,45 +306,51 @@ def test_simulated_search_mo_asha_finishes_the_fast_trial_that_asha_stops():
 
 
 def write_tiny_space(path: Path) -> str:
+    mhsa = {"mhsa": {"head_dim": 16}}
     space = {
         "name": "tiny-es", "target_res": 32, "proxy_res": 32,
         "stages": [{"mixer": ["sepconv", "pooling"], "depth": [1], "width": [16]},
                    {"mixer": ["sepconv", "pooling"], "depth": [1], "width": [16]},
-                   {"mixer": ["pooling", "mhsa"], "depth": [1], "width": [32], "mixer_kwargs": {"mhsa": {"head_dim": 16}}},
-                   {"mixer": ["pooling", "mhsa"], "depth": [1], "width": [32], "mixer_kwargs": {"mhsa": {"head_dim": 16}}}],
-        # evaluated first, in this order: the all-pooling model learns far less in one epoch (0.12 against
-        # 0.26 here), so it is stopped at rung 1 whatever its speed (the only other trial there is more accurate)
+                   {"mixer": ["pooling", "mhsa"], "depth": [1], "width": [32], "mixer_kwargs": mhsa},
+                   {"mixer": ["pooling", "mhsa"], "depth": [1], "width": [32, 16], "mixer_kwargs": mhsa}],
+        # evaluated first, in this order: the all-pooling models learn far less in one epoch than "convs"
+        # (0.12 against 0.26 here), so at rung 1 they are stopped whatever their speed: the second trial there
+        # must be the more accurate of two, the third the most accurate of three
         "seeds": [{"name": "convs", "mixers": ["sepconv", "sepconv", "pooling", "pooling"], "depths": [1] * 4,
                    "dims": [16, 16, 32, 32]},
-                  {"name": "all-pooling", "mixers": ["pooling"] * 4, "depths": [1] * 4, "dims": [16, 16, 32, 32]}],
+                  {"name": "all-pooling", "mixers": ["pooling"] * 4, "depths": [1] * 4, "dims": [16, 16, 32, 32]},
+                  {"name": "all-pooling-narrow", "mixers": ["pooling"] * 4, "depths": [1] * 4,
+                   "dims": [16, 16, 32, 16]}],
     }
     path.write_text(json.dumps(space))
     return str(path)
 
 
 @pytest.mark.ray
-def test_real_search_with_mo_asha_stops_exactly_the_trials_the_rule_says(ray_local, tmp_path, capsys):
+def test_real_search_with_mo_asha_stops_exactly_the_trials_the_rule_says_also_after_a_resume(
+        ray_local, tmp_path, capsys):
     """Trials one at a time, so they reach rung 1 in trial order; each trial's stored epoch-1 accuracy and
     measured throughput, put through the rule, must give the stored status (a completed trial trained all 3
-    epochs, a stopped one only the first)."""
+    epochs, a stopped one only the first).  The search runs 2 trials, then is resumed to 4: the third trial
+    is judged against the first two (rungs restored from the store), not as the first of an empty rung."""
     db = tmp_path / "nas.db"
-    code = main(["search", "--space", write_tiny_space(tmp_path / "space.json"), "--budget", "4trials",
+    common = ["--db", str(db), "--max-concurrent", "1", "--quiet"]
+    code = main(["search", "--space", write_tiny_space(tmp_path / "space.json"), "--budget", "2trials",
                  "--epochs", "3", "--subset", "120", "--dataset", "digits", "--strategy", "random",
-                 "--early-stopping", "mo-asha", "--max-concurrent", "1", "--warmup", "1", "--repeats", "3",
-                 "--throughput-batch", "8", "--name", "mo", "--db", str(db), "--quiet"])
+                 "--early-stopping", "mo-asha", "--warmup", "1", "--repeats", "3", "--throughput-batch", "8",
+                 "--name", "mo", *common])
     assert code == 0, capsys.readouterr().err
+    assert main(["search", "--resume", "mo", "--budget", "4trials", *common]) == 0, capsys.readouterr().err
     store = open_store(f"sqlite:///{db}")
     try:
         assert store.get_search("mo").config["early_stopping"] == "mo-asha"
-        trials = [store.trial(t.id) for t in store.trials(search="mo")]
+        trials = sorted((store.trial(t.id) for t in store.trials(search="mo")), key=lambda t: t.number)
     finally:
         store.close()
-    assert len(trials) == 4
-    by_seed = {t.seed_name: t for t in trials}
-    assert by_seed["convs"].number == 0 and by_seed["all-pooling"].number == 1
-    assert by_seed["all-pooling"].status == TrialStatus.STOPPED and by_seed["all-pooling"].epochs_done == 1
+    assert [t.seed_name for t in trials[:3]] == ["convs", "all-pooling", "all-pooling-narrow"] and len(trials) == 4
+    assert [(t.status, t.epochs_done) for t in trials[1:3]] == [(TrialStatus.STOPPED, 1)] * 2
     recorded = []
-    for t in sorted(trials, key=lambda t: t.number):
+    for t in trials:
         assert t.status in (TrialStatus.COMPLETED, TrialStatus.STOPPED), (t.status, t.error)
         point = (t.epochs[0].val_accuracy, math.log10(t.throughput))
         expected = TrialStatus.COMPLETED if promotes(recorded, point, 3) else TrialStatus.STOPPED

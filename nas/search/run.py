@@ -202,11 +202,15 @@ def _tuner(prepared: PreparedSearch, searcher: Any, recorder: SearchRecorder, ma
     from ray import tune
 
     from nas.search.callback import RecorderStopper, StoreCallback
-    from nas.search.scheduler import create_scheduler
+    from nas.search.scheduler import create_scheduler, restore_rungs
     from nas.search.trainable import train_candidate
 
     settings, resources = prepared.settings, prepared.resources
     scheduler = create_scheduler(settings.early_stopping, settings.recipe.epochs, settings.objective)
+    if prepared.resume:  # MO-ASHA's rungs go on from the killed run's trials
+        store = recorder.store
+        restore_rungs(scheduler, [store.trial(t.id) for t in store.trials(search=prepared.name)
+                                  if t.epochs_done and not t.reused])
     run_name = f"run-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
     return tune.Tuner(
         tune.with_resources(train_candidate, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}),
