@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"label": reference_label(r.model), **r.to_json()} for r in rows], indent=2))
         return 0
+    if rows and args.search is not None:
+        print(f"Reference models beside search {args.search!r} (its device kinds, its protocol): {len(rows)}")
     print(references_table(rows) if rows else note or "(no reference measurements: they are taken at the start of "
                                                        f"a search at {REFERENCE_RESOLUTION} px)")
     return 0
