@@ -50,12 +50,13 @@ class SpeedPrediction:
 class SpeedPredictor:
     """Lookup-table speed model of one space, fitted from ``observe``d measurements."""
 
-    def __init__(self, space: SearchSpace, min_trials: int = 8, ridge: float = 0.1):
+    def __init__(self, space: SearchSpace, min_trials: int = 8, ridge: float = 0.1, cell_scale: float = 0.3):
         if min_trials < 2:
             raise ValueError(f"min_trials must be >= 2, got {min_trials}")
         self.space = space
         self.min_trials = min_trials
         self.ridge = ridge
+        self.cell_scale = cell_scale
         self._columns: dict[tuple, int] = {}
         for i, stage in enumerate(space.stages):
             keys = [(i, "mixer", m) for m in stage.mixers] + [(i, "depth", d) for d in stage.depths]
@@ -82,7 +83,7 @@ class SpeedPredictor:
             for key in ((i, "mixer", mixer), (i, "depth", depth), (i, "width", width), (i, "cell", mixer, depth, width)):
                 column = self._columns.get(key)
                 if column is not None:
-                    x[column] = 1.0
+                    x[column] = self.cell_scale if key[1] == "cell" else 1.0
         return x
 
     def predict(self, arch: Architecture) -> SpeedPrediction | None:
@@ -100,11 +101,12 @@ class SpeedPredictor:
         archs = list(self._rows)
         x = np.stack([self.features(a) for a in archs])
         y = np.array([self._rows[a] for a in archs])
-        mean = y.mean(axis=0)
+        x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+        xc = x - x_mean  # centred: the intercept is not shrunk
         with threadpool_limits(1, user_api="blas"):  # a small system: BLAS threads only contend with trials
-            gram_inverse = np.linalg.inv(x.T @ x + self.ridge * np.eye(x.shape[1]))
-        weights = gram_inverse @ x.T @ (y - mean)
-        leverage = np.einsum("ij,jk,ik->i", x, gram_inverse, x)
-        residuals = (y - mean - x @ weights) / np.maximum(1.0 - leverage, 1e-6)[:, None]
+            gram_inverse = np.linalg.inv(xc.T @ xc + self.ridge * np.eye(x.shape[1]))
+        weights = gram_inverse @ xc.T @ (y - y_mean)
+        leverage = np.einsum("ij,jk,ik->i", xc, gram_inverse, xc) + 1.0 / len(archs)
+        residuals = (y - y_mean - xc @ weights) / np.maximum(1.0 - leverage, 1e-6)[:, None]
         errors = np.maximum(np.sqrt((residuals ** 2).mean(axis=0)), MIN_LOG_ERROR)
-        return weights, mean, errors
+        return weights, y_mean - x_mean @ weights, errors
