@@ -28,7 +28,13 @@ from timm.layers import Mlp
 
 
 class DynamicSequenceMixer(nn.Module):
-    """Mixes a batch of length-``seq_len`` sequences (B', L, C) with token-generated matrices (``DynaMixerOp``)."""
+    """Mixes every row or every column of an NHWC grid with token-generated matrices (``DynaMixerOp``).
+
+    Works on the NHWC grid directly: the column mixer does not first transpose the grid into a batch of
+    columns (the official block copies the whole input for that and hands back a transposed result),
+    it reads the segments column-wise in the one copy the batched product needs anyway and writes its
+    output straight back in NHWC.
+    """
 
     def __init__(self, dim: int, seq_len: int, num_segments: int, reduced_dim: int):
         super().__init__()
@@ -37,20 +43,23 @@ class DynamicSequenceMixer(nn.Module):
         self.generate = nn.Linear(seq_len * reduced_dim, seq_len * seq_len)
         self.out = nn.Linear(dim, dim)
 
-    def mixing_matrices(self, x: torch.Tensor) -> torch.Tensor:
-        """(B', L, C) -> (B', S, L_in, L_out), each column a convex combination weight vector."""
-        B, L, _ = x.shape
-        codes = self.compress(x).view(B, L, self.num_segments, -1).transpose(1, 2).flatten(2)
-        return self.generate(codes).view(B, self.num_segments, L, L).softmax(dim=-2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, L, C = x.shape
-        weights = self.mixing_matrices(x)
-        # (B', S, C/S, L) @ (B', S, L, L): out[j] = sum_i x[i] * w[i, j].  Multiplying by the matrices
+    def forward(self, x: torch.Tensor, along_h: bool) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C), mixing along H (each column) or along W (each row)."""
+        B, H, W, C = x.shape
+        S = self.num_segments
+        L, M = (H, W) if along_h else (W, H)  # sequence length, sequences per image
+        # Sequence-major orders: (B, M, S, L, ...) for the codes, (B, M, S, C/S, L) for the segments.
+        codes_order = [0, 2, 3, 1, 4] if along_h else [0, 1, 3, 2, 4]
+        segments_order = [0, 2, 3, 4, 1] if along_h else [0, 1, 3, 4, 2]
+        back_order = [0, 4, 1, 2, 3] if along_h else [0, 1, 4, 2, 3]  # (B, M, S, C/S, L) -> NHWC
+        codes = self.compress(x).view(B, H, W, S, -1).permute(codes_order).reshape(B * M, S, -1)
+        # (B*M, S, L_in, L_out), softmax over the input-token index: each output is a convex combination.
+        weights = self.generate(codes).view(B * M, S, L, L).softmax(dim=-2)
+        segments = x.view(B, H, W, S, C // S).permute(segments_order).reshape(B * M, S, C // S, L)
+        # (B*M, S, C/S, L) @ (B*M, S, L, L): out[j] = sum_i x[i] * w[i, j].  Multiplying by the matrices
         # untransposed keeps the softmax-output gradient contiguous (1.2x faster backward at 56x56).
-        segments = x.view(B, L, self.num_segments, C // self.num_segments).permute(0, 2, 3, 1)
-        mixed = segments @ weights
-        return self.out(mixed.permute(0, 3, 1, 2).reshape(B, L, C))
+        mixed = (segments @ weights).view(B, M, S, C // S, L)
+        return self.out(mixed.permute(back_order).reshape(B, H, W, C))
 
 
 class DynaMixer(nn.Module):
@@ -79,9 +88,9 @@ class DynaMixer(nn.Module):
         B, H, W, C = x.shape
         if (H, W) != self.input_size:
             raise ValueError(f"dynamixer: built for input_size (H, W)={self.input_size}, got (H, W)={(H, W)}")
-        h = self.mix_h(x.transpose(1, 2).reshape(B * W, H, C)).view(B, W, H, C).transpose(1, 2)
-        w = self.mix_w(x.reshape(B * H, W, C)).view(B, H, W, C)
+        h = self.mix_h(x, along_h=True)
+        w = self.mix_w(x, along_h=False)
         c = self.mlp_c(x)
         branch_weights = self.reweight((h + w + c).mean(dim=(1, 2))).view(B, C, 3).softmax(dim=-1)
         a_h, a_w, a_c = (branch_weights[..., i].view(B, 1, 1, C) for i in range(3))
-        return self.proj(h * a_h + w * a_w + c * a_c)
+        return self.proj(torch.addcmul(torch.addcmul(c * a_c, h, a_h), w, a_w))
