@@ -3,9 +3,16 @@
 Importing ``nas`` (or ``backbones``) registers the ``hybrid_metaformer`` timm model, so
 ``timm.create_model("hybrid_metaformer", ...)`` and ``timm.create_model("local-dir:DIR")``
 work afterwards.  Heavier pieces (Ray driver, store, dashboard) load on demand.
+
+Test-only exception: with ``MIXER_NAS_TABULAR`` set (trials answered from a tabular benchmark,
+``nas.search.tabular``) nothing is registered, so the trial processes of a simulated pool build
+no model and stay free of torch (64 of them would otherwise hold about 400 MB each).
 """
 from __future__ import annotations
 
+import os
+
 __version__ = "0.1.0"
 
-import backbones  # noqa: E402,F401  (registers the timm models)
+if not os.environ.get("MIXER_NAS_TABULAR"):
+    import backbones  # noqa: F401  (registers the timm models)

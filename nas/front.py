@@ -79,9 +79,11 @@ def hypervolume_history(trials: Sequence[TrialRecord], ref_throughput: float = 1
     """(cumulative device-hours, hypervolume) after each finished trial, in finishing order."""
     done = sorted((t for t in trials if t.finished_at), key=lambda t: t.finished_at)
     out, hours = [], 0.0
-    for i, t in enumerate(done):
+    running = RunningSummary(include_stopped=include_stopped)  # the front so far, one trial at a time
+    for t in done:
         hours += float(t.device_hours or 0.0)
-        out.append((hours, hypervolume(done[: i + 1], ref_throughput, include_stopped=include_stopped)))
+        running.update(t)
+        out.append((hours, running.hypervolume(ref_throughput)))
     return out
 
 
@@ -120,3 +122,86 @@ def summarise(trials: Sequence[TrialRecord], include_stopped: bool = False) -> S
         trials=len(trials), by_status=by_status, reused=sum(t.reused for t in trials),
         best_accuracy=best.accuracy if best else None, best_trial=best.id if best else None,
         front_size=len(front), hypervolume=hypervolume(front, include_stopped=include_stopped))
+
+
+class RunningSummary:
+    """``summarise`` kept up to date one trial at a time.
+
+    A driver prints a progress line after every trial event; re-reading and re-summarising
+    every trial of the search each time is quadratic in trials (10,000 trials: 10^8 record reads).
+    This holds the counts, the best trial and the front, and takes each changed trial as it is
+    written (``update``), so a line costs the size of the front, not of the search.
+    ``stats()`` equals ``summarise`` of the same trials.
+    """
+
+    def __init__(self, trials: Iterable[TrialRecord] = (), include_stopped: bool = False):
+        self.include_stopped = include_stopped
+        self._status: dict[int, str] = {}
+        self._reused: set[int] = set()
+        self._by_status: dict[str, int] = {}
+        self._scored: dict[int, tuple[float, float]] = {}  # id -> (accuracy, throughput or 0)
+        self._best: tuple[float, float, int] | None = None  # (accuracy, throughput, -id)
+        self._points: dict[int, tuple[float, float]] = {}  # front candidates: id -> (throughput, accuracy)
+        self._front: list[tuple[float, float]] = []
+        for trial in trials:
+            self.update(trial)
+
+    def update(self, trial: TrialRecord) -> None:
+        """Take a new trial, or the new state of one already taken."""
+        old = self._status.get(trial.id)
+        if old is not None:
+            self._by_status[old] -= 1
+        status = str(trial.status)
+        self._status[trial.id] = status
+        self._by_status[status] = self._by_status.get(status, 0) + 1
+        if trial.reused:
+            self._reused.add(trial.id)
+        self._update_best(trial)
+        self._update_front(trial)
+
+    def stats(self) -> SearchStats:
+        best = None if self._best is None else self._best
+        return SearchStats(
+            trials=len(self._status), by_status={k: v for k, v in self._by_status.items() if v},
+            reused=len(self._reused), best_accuracy=best[0] if best else None, best_trial=-best[2] if best else None,
+            front_size=len(self._front), hypervolume=self.hypervolume())
+
+    def hypervolume(self, ref_throughput: float = 1.0, ref_accuracy: float = 0.0) -> float:
+        """Of the front so far (as ``hypervolume`` of the trials taken)."""
+        return hypervolume_2d(self._front, ref_throughput, ref_accuracy)
+
+    def _update_best(self, trial: TrialRecord) -> None:
+        key = (trial.accuracy, trial.throughput or 0.0) if trial.scored else None
+        previous = self._scored.get(trial.id)
+        if previous == key:
+            return
+        if key is None:
+            del self._scored[trial.id]
+        else:
+            self._scored[trial.id] = key
+        if previous is not None:  # a scored trial changed (rare): recompute from all of them
+            self._best = max(((*k, -i) for i, k in self._scored.items()), default=None)
+        elif key is not None and (self._best is None or (*key, -trial.id) > self._best):
+            self._best = (*key, -trial.id)
+
+    def _update_front(self, trial: TrialRecord) -> None:
+        point = (trial.throughput, trial.accuracy) if on_front_candidate(trial, self.include_stopped) else None
+        previous = self._points.get(trial.id)
+        if previous == point:
+            return
+        if point is None:
+            del self._points[trial.id]
+        else:
+            self._points[trial.id] = point
+        if previous is not None:  # a front candidate changed (rare): rebuild the front
+            self._front = []
+            for p in self._points.values():
+                self._add_to_front(p)
+        elif point is not None:
+            self._add_to_front(point)
+
+    def _add_to_front(self, point: tuple[float, float]) -> None:
+        x, y = point
+        if any(fx >= x and fy >= y for fx, fy in self._front):
+            return  # weakly dominated (or a duplicate, as pareto_front counts duplicates once)
+        self._front = [(fx, fy) for fx, fy in self._front if not (fx <= x and fy <= y)] + [point]

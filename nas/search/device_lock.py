@@ -28,11 +28,12 @@ import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterable
-
-import torch
+from typing import TYPE_CHECKING, Iterable
 
 from nas.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 LOCK_DIR_NAME = "mixer-nas-device-locks"
 LOCK_DIR_ENV = "MIXER_NAS_LOCK_DIR"
@@ -102,6 +103,8 @@ def device_lock_keys(device: torch.device, gpu_ids: list[str]) -> list[str]:
     """Keys naming the hardware a trial computes on: GPU UUID(s), or the node's CPUs."""
     if device.type != "cuda":
         return ["cpu"]
+    import torch  # here, not at the top: tabular-simulation trials lock fake GPUs without torch
+
     uuids = [getattr(torch.cuda.get_device_properties(i), "uuid", None) for i in range(torch.cuda.device_count())]
     if uuids and all(uuids):
         return [f"gpu-{u}" for u in uuids]

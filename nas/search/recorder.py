@@ -29,7 +29,7 @@ from typing import Callable, TextIO
 
 from nas.budget import BudgetTracker, device_hours
 from nas.formatting import fmt
-from nas.front import summarise
+from nas.front import RunningSummary
 from nas.objectives import Outcome
 from nas.search.ownership import LeaseKeeper
 from nas.search.paths import inside, search_dir
@@ -116,6 +116,7 @@ class SearchRecorder:
         self._last_line_at = self.started_at
         self._running: dict[str, _Running] = {}
         self.trial_seconds = 0.0  # wall time of this run's trials, summed (for the utilisation report)
+        self._summary: RunningSummary | None = None  # what the progress lines show, kept up to date
 
     # ---- reuse (called by the searcher before a trial is launched) ----------------------------
 
@@ -136,10 +137,11 @@ class SearchRecorder:
         violation = self.measure.violation(source.latency_ms, source.throughput)
         if violation is not None:
             self.store.finish_trial(trial_id, TrialStatus.INFEASIBLE, error=f"reused measurement: {violation}")
-            self._say(f"trial {trial_id} reused trial {source.id}: infeasible here ({violation}): {arch.label()}")
+            self._say(f"trial {trial_id} reused trial {source.id}: infeasible here ({violation}): {arch.label()}",
+                      changed=trial_id)
             return Reused(trial_id, Outcome.infeasible(throughput=source.throughput, latency_ms=source.latency_ms))
         self._say(f"trial {trial_id} reused trial {source.id} ({source.status}, acc "
-                  f"{fmt(source.accuracy, '.3f')}): {arch.label()}")
+                  f"{fmt(source.accuracy, '.3f')}): {arch.label()}", changed=trial_id)
         return Reused(trial_id, Outcome.from_record(source))
 
     # ---- Tune events ----------------------------------------------------------------------------
@@ -151,7 +153,7 @@ class SearchRecorder:
         self._running[tune_id] = _Running(store_id, self.clock(), self.devices)
         self._keep_lease()
         seed = f" (seed {config['seed_name']})" if config.get("seed_name") else ""
-        self._say(f"trial {store_id} started{seed}: {Architecture.from_dict(config['arch']).label()}")
+        self._say(f"trial {store_id} started{seed}: {Architecture.from_dict(config['arch']).label()}", changed=store_id)
 
     def trial_result(self, tune_id: str, result: dict) -> None:
         trial = self._running.get(tune_id)
@@ -184,7 +186,7 @@ class SearchRecorder:
                   if status != TrialStatus.INFEASIBLE else "speed constraint not met")
         self._failure_streak = ("", 0)
         self._keep_lease()
-        self._say(f"trial {trial.store_id} {status} in {wall_s:.0f}s: {detail}")
+        self._say(f"trial {trial.store_id} {status} in {wall_s:.0f}s: {detail}", changed=trial.store_id)
         return status
 
     def trial_failed(self, tune_id: str, config: dict, message: str) -> None:
@@ -196,7 +198,7 @@ class SearchRecorder:
         self.store.finish_trial(trial.store_id, TrialStatus.FAILED, device_hours=device_hours(wall_s, trial.devices),
                                 accuracy=trial.progress.best_accuracy, error=message)
         self._keep_lease()
-        self._say(f"trial {trial.store_id} failed in {wall_s:.0f}s: {message}")
+        self._say(f"trial {trial.store_id} failed in {wall_s:.0f}s: {message}", changed=trial.store_id)
         self._count_failure(message)
 
     def heartbeat(self) -> None:
@@ -213,8 +215,9 @@ class SearchRecorder:
         return len(self._running)
 
     def progress_line(self, event: str) -> str:
-        stats = summarise(self.store.trials(search=self.search.name))
-        return format_progress(stats, self.clock() - self.started_at, self.tracker.format(), event)
+        if self._summary is None:  # the first line reads the search once (earlier runs' trials included)
+            self._summary = RunningSummary(self.store.trials(search=self.search.name))
+        return format_progress(self._summary.stats(), self.clock() - self.started_at, self.tracker.format(), event)
 
     def finish(self, status) -> None:
         """End of this driver's run: in-flight trials are recorded interrupted (their time charged),
@@ -279,7 +282,13 @@ class SearchRecorder:
         shutil.copyfile(source, target)
         return str(target.resolve())
 
-    def _say(self, event: str) -> None:
+    def _say(self, event: str, changed: int | None = None) -> None:
+        """Print a progress line; ``changed``: the trial just written (re-read alone, not the whole search)."""
         self._last_line_at = self.clock()
-        if self.out is not None:
-            print(self.progress_line(event), file=self.out, flush=True)
+        if self.out is None:
+            return
+        if changed is not None and self._summary is not None:
+            record = self.store.trial(changed, with_epochs=False)
+            if record is not None:
+                self._summary.update(record)
+        print(self.progress_line(event), file=self.out, flush=True)

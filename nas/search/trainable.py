@@ -1,11 +1,16 @@
 """The Ray Tune function trainable: one candidate architecture per trial, wrapping ``run_trial``
-under the per-device measurement lock (see ``nas.search.device_lock``)."""
+under the per-device measurement lock (see ``nas.search.device_lock``).
+
+With ``MIXER_NAS_TABULAR`` set (test-only, ``nas.search.tabular``) the trial is answered from a
+replay file instead of ``run_trial``: same locks, same reports, no model.  Torch and the trial
+runner are imported only for real trials, so a simulated trial process stays light.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from nas.device import compute_device
-from nas.search.device_lock import DeviceLock, device_lock_keys
+from nas.search.device_lock import DeviceLock, lock_dir
+from nas.search.tabular import SimulatedTrial, replay_book
 from nas.trial.progress import MEASURE_PHASE
 
 
@@ -15,16 +20,28 @@ def _more_work_follows(metrics: dict[str, Any], epochs: int) -> bool:
     return int(metrics.get("epoch", 0)) < epochs
 
 
+def _real_trial(gpu_ids: list[str]) -> tuple[list[str], Callable[[dict[str, Any], Any], None]]:
+    """Lock keys and body of a real trial: measure and train on the device Ray assigned."""
+    from nas.device import compute_device
+    from nas.search.device_lock import device_lock_keys
+    from nas.trial.runner import run_trial
+
+    device = compute_device(gpu_ids)
+    return device_lock_keys(device, gpu_ids), lambda config, report: run_trial(config, report, device=device)
+
+
 def train_candidate(config: dict[str, Any]) -> None:
     """Tune entry point: measure exclusively, then proxy-train, reporting every phase to Tune."""
     import ray
     from ray import tune
 
-    from nas.trial.runner import run_trial
-
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-    device = compute_device(gpu_ids)
-    lock = DeviceLock(device_lock_keys(device, gpu_ids), config.get("lock_dir"))
+    book = replay_book()
+    simulated = None if book is None else SimulatedTrial(
+        book, config, node_id=ray.get_runtime_context().get_node_id(), gpu_ids=gpu_ids,
+        trial_id=tune.get_context().get_trial_id(), run=tune.get_context().get_experiment_name())
+    keys, body = (simulated.lock_keys, simulated.run_trial) if simulated else _real_trial(gpu_ids)
+    lock = DeviceLock(keys, config.get("lock_dir"))
     epochs = int(config["recipe"]["epochs"])
 
     def report(metrics: dict[str, Any], weights_dir: str | None) -> None:
@@ -35,8 +52,14 @@ def train_candidate(config: dict[str, Any]) -> None:
             lock.acquire_shared()  # the next epoch
         return None
 
+    if simulated:
+        simulated.begin(lock_dir(config.get("lock_dir")))
+    returned = False
     lock.acquire_exclusive()
     try:
-        run_trial(config, report, device=device)
+        body(config, report)
+        returned = True
     finally:
         lock.close()
+        if simulated:
+            simulated.end(returned)

@@ -17,13 +17,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from nas.objectives import SpeedLimits
 from search_spaces import Architecture, SearchSpace
 
 __all__ = ["SpeedPrediction", "SpeedPredictor"]
 
+_THREADPOOLS = ThreadpoolController()  # found once: finding the BLAS libraries costs ~10 ms a refit
 MIN_LOG_ERROR = 0.02  # log10 units: about 5 %, measurement noise alone is about this large
 
 
@@ -64,17 +65,27 @@ class SpeedPredictor:
             keys += [(i, "cell", m, d, w) for m in stage.mixers for d in stage.depths for w in stage.widths]
             for key in keys:
                 self._columns.setdefault(key, len(self._columns))
-        self._rows: dict[Architecture, tuple[float, float]] = {}  # arch -> (log10 latency, log10 s/img)
+        # The observed, one row each, appended in place (a refit per proposal must not rebuild them):
+        self._index: dict[Architecture, int] = {}  # arch -> row
+        self._x = np.zeros((64, len(self._columns)))  # features
+        self._y = np.zeros((64, 2))  # (log10 latency, log10 s/img)
         self._fit: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # weights, mean, LOO errors
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._index)
 
     def observe(self, arch: Architecture, latency_ms: float, throughput: float) -> None:
         """Add (or replace) a measurement; the model is refitted at the next prediction."""
         if not (latency_ms > 0 and throughput > 0 and math.isfinite(latency_ms) and math.isfinite(throughput)):
             raise ValueError(f"measurements must be positive and finite, got {latency_ms!r} ms, {throughput!r} img/s")
-        self._rows[arch] = (math.log10(latency_ms), -math.log10(throughput))
+        row = self._index.get(arch)
+        if row is None:
+            row = self._index[arch] = len(self._index)
+            if row == len(self._x):
+                self._x = np.concatenate([self._x, np.zeros_like(self._x)])
+                self._y = np.concatenate([self._y, np.zeros_like(self._y)])
+            self._x[row] = self.features(arch)
+        self._y[row] = (math.log10(latency_ms), -math.log10(throughput))
         self._fit = None
 
     def features(self, arch: Architecture) -> np.ndarray:
@@ -88,7 +99,7 @@ class SpeedPredictor:
 
     def predict(self, arch: Architecture) -> SpeedPrediction | None:
         """The predicted speed of ``arch``; None until ``min_trials`` measurements are in."""
-        if len(self._rows) < self.min_trials:
+        if len(self._index) < self.min_trials:
             return None
         if self._fit is None:
             self._fit = self._solve()
@@ -98,15 +109,14 @@ class SpeedPredictor:
                                latency_log_error=float(errors[0]), throughput_log_error=float(errors[1]))
 
     def _solve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        archs = list(self._rows)
-        x = np.stack([self.features(a) for a in archs])
-        y = np.array([self._rows[a] for a in archs])
+        n = len(self._index)
+        x, y = self._x[:n], self._y[:n]
         x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
         xc = x - x_mean  # centred: the intercept is not shrunk
-        with threadpool_limits(1, user_api="blas"):  # a small system: BLAS threads only contend with trials
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):  # a small system: BLAS threads only contend with trials
             gram_inverse = np.linalg.inv(xc.T @ xc + self.ridge * np.eye(x.shape[1]))
         weights = gram_inverse @ xc.T @ (y - y_mean)
-        leverage = np.einsum("ij,jk,ik->i", xc, gram_inverse, xc) + 1.0 / len(archs)
+        leverage = np.einsum("ij,ij->i", xc @ gram_inverse, xc) + 1.0 / n  # one matrix product
         residuals = (y - y_mean - xc @ weights) / np.maximum(1.0 - leverage, 1e-6)[:, None]
         errors = np.maximum(np.sqrt((residuals ** 2).mean(axis=0)), MIN_LOG_ERROR)
         return weights, y_mean - x_mean @ weights, errors
