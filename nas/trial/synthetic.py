@@ -53,7 +53,7 @@ class GlyphsTask:
         low, high = self.size
         _require(4 <= low <= high <= cell,
                  f"glyphs: size must satisfy 4 <= MIN <= MAX <= cell side {cell} (canvas {self.canvas} / grid "
-                 f"{self.grid}), got {low}-{high}")
+                 f"{self.grid}), got {low if low == high else f'{low}-{high}'}")
         _require(0.0 <= self.noise <= 10.0 and np.isfinite(self.noise), f"glyphs: noise must be 0..10, got {self.noise}")
         _require(10 <= self.n <= _MAX_IMAGES, f"glyphs: n must be 10..{_MAX_IMAGES}, got {self.n}")
 
