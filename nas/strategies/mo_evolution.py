@@ -13,9 +13,12 @@ and then the one closest to the limits, a step back towards feasibility.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from nas.objectives import Outcome
 from nas.strategies.evolution import RegularizedEvolution
 from nas.strategies.pareto_rank import rank_keys
+from search_spaces import SearchSpace
 
 __all__ = ["MultiObjectiveEvolution"]
 
@@ -24,6 +27,13 @@ class MultiObjectiveEvolution(RegularizedEvolution):
     """Regularised evolution over (accuracy, speed) with a non-dominated-sorting + crowding tournament."""
 
     name = "mo-evolution"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, population_size: int = 20, sample_size: int = 10,
+                 parent_tries: int = 10, **options: Any):
+        # Tournaments of 10 (Syne Tune's default): on a MixerBench-shaped table, 10 of 20 found more
+        # hypervolume at 50-200 evaluations than regularised evolution's 5 (benchmarks/synthetic_mixerbench.py).
+        super().__init__(space, seed, population_size=population_size, sample_size=sample_size,
+                         parent_tries=parent_tries, **options)
 
     def _admits(self, outcome: Outcome | None) -> bool:
         """Trained and measured trials, and infeasible ones (ranked behind every feasible one)."""
