@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -109,9 +110,12 @@ def compare_pair(name: str, dim: int, size: int, directory: Path, device: torch.
     if spec.exact(size) and entry["max_rel_diff"] > args.rtol:
         entry.update(status="mismatch", note=f"outputs differ by {entry['max_rel_diff']:.2e} of their scale")
         return entry
+    load_before = os.getloadavg()[0]
     for mode in MODES:
         entry[mode] = _time_interleaved(_call(ours, x, grad_out, mode), _call(official, x, grad_out, mode),
                                         device, args)
+    # The machine's 1-minute load average around the timings: above the thread count, other jobs competed.
+    entry["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return entry
 
 
