@@ -10,6 +10,7 @@ from benchmarks.mixerbench.__main__ import main as mixerbench_main
 from benchmarks.mixerbench.runs import RUNS_FILE, append_run
 from benchmarks.mixerbench.table import build_table, write_table
 from nas.bench.table import TABLE_FORMAT, load_table, row_architecture
+from nas.errors import UsageError
 from nas.objectives import Outcome
 from nas.search.recorder import INTERRUPTED_ERROR
 from nas.store import Measurement, TrialStatus, open_store
@@ -151,6 +152,20 @@ def test_export_of_a_tiny_store_has_the_documented_shape(tmp_path):
     loaded = load_table(path)  # what the tabular evaluator reads
     assert [e.arch for e in loaded] == [cafe, df, dyna] and loaded.epochs == 2
     assert loaded.entry(df).cost_s() == 5.0 and loaded.entry(cafe).accuracy == 0.6 and not loaded.entry(dyna).completed
+
+
+def test_export_refuses_a_build_measured_on_two_device_kinds(tmp_path):
+    space, recipe = get_space("mixerbench"), ProxyRecipe(epochs=1)
+    store = open_store(f"sqlite:///{tmp_path}/bench.db", create=True)
+    build = _search(store, "mixerbench", recipe, space)
+    for kind, mixers in (("cpu:A x1", ["mhsa"] * 4), ("cpu:B x1", ["dma"] * 4)):
+        trial = _trained_trial(store, build.id, row_architecture(space, mixers), recipe, [0.5], [1.0])
+        store.record_measurement(trial, Measurement(params=1, gmacs=1.0, latency_ms=1.0, throughput=1.0,
+                                                    device_kind=kind))
+        store.finish_trial(trial, TrialStatus.COMPLETED, accuracy=0.5)
+    with pytest.raises(UsageError, match=r"measured on 2 device kinds \(cpu:A x1, cpu:B x1\)"):
+        build_table(store, "mixerbench")
+    store.close()
 
 
 # ---- command line ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from nas.errors import UsageError
 from nas.search.prepare import default_artifacts_dir
 from nas.formatting import format_duration
 from nas.search.recorder import INTERRUPTED_ERROR
-from nas.store import Store, StoreError, TrialStatus, normalise_url, open_store
+from nas.store import Store, TrialStatus, normalise_url, open_store
 from nas.store.engine import sqlite_path
 from search_spaces import get_space
 
@@ -109,7 +109,7 @@ class _ProgressLines:
         while not self._stop.wait(PROGRESS_EVERY_S):
             try:
                 done, trained = _counts(self.request)
-            except (StoreError, ValueError):  # not created yet, or busy: try again next time
+            except Exception:  # noqa: BLE001 - a progress line must never stop a build (store busy, not created yet)
                 continue
             trained_before = trained if trained_before is None else trained_before
             elapsed = time.monotonic() - started

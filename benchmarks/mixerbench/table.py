@@ -45,6 +45,10 @@ def build_table(store: Store, search_name: str, artifacts_dir: Path | None = Non
         source = _source(store, chosen[arch])
         rows.append(_row(arch, chosen[arch], source))
         sources.append(source)
+    kinds = sorted({s.device_kind for s in sources if s.device_kind})
+    if len(kinds) > 1:
+        raise UsageError(f"build {search_name!r} holds trials measured on {len(kinds)} device kinds "
+                         f"({', '.join(kinds)}); a table needs one: build into a fresh --db (or --name) on one machine")
     protocol = next((s.protocol for s in sources if s.protocol), None) or {}
     finished = [s.finished_at for s in sources if s.finished_at]
     runs = read_runs(artifacts_dir / search_name) if artifacts_dir is not None else []
