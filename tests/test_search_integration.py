@@ -86,7 +86,7 @@ def test_fake_gpu_search_packs_trials_charges_gpu_time_and_survives_failures(ray
     by_seed = {t.seed_name: t for t in trials}
     failed = by_seed["CAFormer-like"]
     assert failed.status == "failed"
-    assert failed.error.startswith("RuntimeError: dropout probability has to be between 0 and 1")
+    assert "dropout probability has to be between 0 and 1" in failed.error  # RuntimeError or ValueError by op
     assert failed.throughput > 0  # measured before it failed in training
     feasible = [t for t in trials if t.status in FEASIBLE_STATES]
     assert len(feasible) >= 3 and by_seed["all-DF"] in feasible
