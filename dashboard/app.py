@@ -8,8 +8,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import panels
-from dashboard.data import REFRESH_SECONDS, db_url_from_process, fetch_references, fetch_searches, fetch_trials
-from dashboard.frames import stage_count, trials_frame
+from dashboard.data import (REFRESH_SECONDS, db_url_from_process, fetch_references, fetch_searches,
+                            fetch_trial_snapshot, trials_frame_of)
+from dashboard.frames import stage_count
 from nas.front import summarise
 from nas.references import search_device_kinds
 from nas.store import StoreError
@@ -46,7 +47,7 @@ if started_running:
 def search_view() -> None:
     try:
         search = next((s for s in fetch_searches(db_url) if s.name == search_name), None)
-        trials = fetch_trials(db_url, search_name)
+        version, trials = fetch_trial_snapshot(db_url, search_name)
         references = fetch_references(db_url, search_name, tuple(sorted(search_device_kinds(search, trials)))) \
             if search is not None else []
     except StoreError as exc:
@@ -59,12 +60,13 @@ def search_view() -> None:
         st.rerun()  # the search started or stopped: rebuild the page with (or without) live refresh
     st.header(f"Search {search_name}")
     include_stopped = panels.render_front_toggle(trials)
-    df = trials_frame(trials, include_stopped)
+    df = trials_frame_of(db_url, search_name, version, include_stopped, trials)
     panels.render_summary(search, summarise(trials, include_stopped))
     if df.empty:
         st.info("No trials recorded yet." + (" Waiting for the first result…" if started_running else ""))
         return
-    chart_pick = panels.render_pareto(df, search, trials, include_stopped, references)
+    drawn = panels.render_chart_sampling(df)
+    chart_pick = panels.render_pareto(df, search, trials, include_stopped, references, drawn=drawn)
     detail_slot = st.container()
     st.subheader("Trials")
     table_pick = panels.render_table(df, search_name, stage_count(trials))
@@ -74,7 +76,7 @@ def search_view() -> None:
             st.caption("Select a point on the chart or a row in the table to open a trial.")
         else:
             panels.render_detail(db_url, chosen)
-    panels.render_progress(df, search, trials, include_stopped)
+    panels.render_progress(df, search, trials, include_stopped, drawn=drawn)
 
 
 search_view()

@@ -1,5 +1,8 @@
 """Store queries for the page, cached per database URL with a TTL short enough for a live search.
 
+A search's trials are read incrementally and shared, not copied, between the pages of the process
+(``dashboard.trial_cache``); the trial table's frame is built once per version of them.
+
 The dashboard only reads.  SQLite runs in WAL mode, so reads proceed while the search driver writes;
 any database error surfaces as ``StoreError`` so the page can show one line instead of a traceback.
 """
@@ -8,12 +11,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Callable, Mapping, Sequence, TypeVar
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
+import pandas as pd
+
 from dashboard import DB_ENV
+from dashboard.frames import trials_frame
+from dashboard.trial_cache import TrialCache
 from nas.references import references_for_search
 from nas.store import (
     DEFAULT_URL, ReferenceMeasurement, SearchRecord, Store, StoreError, TrialRecord, normalise_url, open_store,
@@ -51,9 +59,38 @@ def fetch_searches(url: str) -> list[SearchRecord]:
     return _read(url, lambda store: store.list_searches())
 
 
+@st.cache_resource(show_spinner=False)
+def _trial_cache(url: str, search: str) -> TrialCache:
+    return TrialCache(search)
+
+
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def _refresh_token(url: str, search: str) -> float:
+    """A value that changes once per ``REFRESH_SECONDS`` (and when the data caches are cleared)."""
+    return time.monotonic()
+
+
+def fetch_trial_snapshot(url: str, search: str) -> tuple[int, list[TrialRecord]]:
+    """(version, trials in id order), at most ``REFRESH_SECONDS`` old; the list is shared: do not change it."""
+    token = _refresh_token(url, search)
+    return _read(url, lambda store: _trial_cache(url, search).read(store, token))
+
+
 def fetch_trials(url: str, search: str) -> list[TrialRecord]:
-    return _read(url, lambda store: store.trials(search=search))
+    return fetch_trial_snapshot(url, search)[1]
+
+
+@st.cache_resource(show_spinner=False)
+def _frame_rows(url: str, search: str) -> dict:
+    return {}
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def trials_frame_of(url: str, search: str, version: int, include_stopped: bool,
+                    _trials: list[TrialRecord]) -> pd.DataFrame:
+    """``trials_frame`` of one version of a search's trials, rebuilding only the rows of trials that
+    changed since an earlier version (shared: do not change it in place)."""
+    return trials_frame(_trials, include_stopped, row_cache=_frame_rows(url, search))
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)

@@ -73,30 +73,51 @@ def epochs_planned(trial: TrialRecord) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def trials_frame(trials: list[TrialRecord], include_stopped: bool = False) -> pd.DataFrame:
-    """One row per trial, ordered by id; accuracy in %, params in millions, one column per stage's mixer."""
+RowCache = dict  # trial id -> (the record a row was built from, stage count, the row)
+
+
+def trials_frame(trials: list[TrialRecord], include_stopped: bool = False,
+                 row_cache: RowCache | None = None) -> pd.DataFrame:
+    """One row per trial, ordered by id; accuracy in %, params in millions, one column per stage's mixer.
+
+    ``row_cache`` (kept by the caller between calls) reuses the row of every trial whose record is
+    the very object it was built from, so a live page rebuilds only the rows of changed trials.
+    """
     front = front_ids(trials, include_stopped)
     n_stages = stage_count(trials)
     rows = []
     for t in trials:
-        arch = arch_view(t.arch)
-        row = {
-            "id": t.id, "number": t.number, "status": str(t.status), "seed_name": t.seed_name,
-            "reused_from": t.reused_from, "mixers": arch.label, "depths": _dashed(arch.depths),
-            "dims": _dashed(arch.dims), "accuracy": _number(t.accuracy) * 100,
-            "throughput": _number(t.throughput), "latency_ms": _number(t.latency_ms),
-            "latency_iqr_ms": _number(t.latency_iqr_ms), "params_m": _number(t.params) / 1e6,
-            "gmacs": _number(t.gmacs), "epochs_done": t.epochs_done or 0,
-            "epochs_planned": epochs_planned(t),
-            "stopped_at_epoch": (t.epochs_done or 0) if t.status == TrialStatus.STOPPED else None,
-            "device_hours": _number(t.device_hours), "on_front": t.id in front,
-            "finished_at": t.finished_at, "error": t.error,
-        }
-        for i in range(n_stages):
-            row[stage_column(i + 1)] = arch.mixers[i] if i < len(arch.mixers) else None
+        cached = row_cache.get(t.id) if row_cache is not None else None
+        if cached is not None and cached[0] is t and cached[1] == n_stages:
+            rows.append(cached[2])
+            continue
+        row = _trial_row(t, n_stages)
+        if row_cache is not None:
+            row_cache[t.id] = (t, n_stages, row)
         rows.append(row)
     columns = TRIAL_COLUMNS + [stage_column(i + 1) for i in range(n_stages)]
-    return pd.DataFrame(rows, columns=columns).sort_values("id", kind="stable").reset_index(drop=True)
+    df = pd.DataFrame(rows, columns=columns)
+    df["on_front"] = df["id"].isin(front)
+    return df.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def _trial_row(t: TrialRecord, n_stages: int) -> dict:
+    arch = arch_view(t.arch)
+    row = {
+        "id": t.id, "number": t.number, "status": str(t.status), "seed_name": t.seed_name,
+        "reused_from": t.reused_from, "mixers": arch.label, "depths": _dashed(arch.depths),
+        "dims": _dashed(arch.dims), "accuracy": _number(t.accuracy) * 100,
+        "throughput": _number(t.throughput), "latency_ms": _number(t.latency_ms),
+        "latency_iqr_ms": _number(t.latency_iqr_ms), "params_m": _number(t.params) / 1e6,
+        "gmacs": _number(t.gmacs), "epochs_done": t.epochs_done or 0,
+        "epochs_planned": epochs_planned(t),
+        "stopped_at_epoch": (t.epochs_done or 0) if t.status == TrialStatus.STOPPED else None,
+        "device_hours": _number(t.device_hours), "on_front": False,
+        "finished_at": t.finished_at, "error": t.error,
+    }
+    for i in range(n_stages):
+        row[stage_column(i + 1)] = arch.mixers[i] if i < len(arch.mixers) else None
+    return row
 
 
 def front_ids(trials: list[TrialRecord], include_stopped: bool = False) -> set[int]:
@@ -160,3 +181,37 @@ def target_resolution(trials: list[TrialRecord]) -> int | None:
                     if isinstance(value, list) and value and isinstance(value[-1], int):
                         return value[-1]
     return None
+
+
+TABLE_PAGE_ROWS = 100  # rows of the trial table sent to the browser at a time
+TABLE_ORDERS = ("Trial id", "Newest first", "Accuracy, best first", "Throughput, fastest first")
+_ORDER_BY = {"Trial id": ("id", True), "Newest first": ("id", False), "Accuracy, best first": ("accuracy", False),
+             "Throughput, fastest first": ("throughput", False)}
+
+
+def page_count(rows: int, page_rows: int = TABLE_PAGE_ROWS) -> int:
+    return max(1, -(-rows // page_rows))
+
+
+def table_page(df: pd.DataFrame, order: str, page: int, page_rows: int = TABLE_PAGE_ROWS) -> pd.DataFrame:
+    """Rows of 1-based ``page`` in ``order`` (one of ``TABLE_ORDERS``; trials without a value last)."""
+    column, ascending = _ORDER_BY[order]
+    keys, orders = ([column], [ascending]) if column == "id" else ([column, "id"], [ascending, True])
+    ordered = df.sort_values(keys, ascending=orders, na_position="last", kind="stable")
+    return ordered.iloc[(page - 1) * page_rows: page * page_rows]
+
+
+CHART_POINTS = 2000  # trials drawn on a chart by default; more make every refresh of a big search slow
+
+
+def chart_sample(df: pd.DataFrame, limit: int = CHART_POINTS) -> pd.DataFrame:
+    """All rows when there are at most ``limit``; else every front, seed and running trial and a fixed
+    sample of the others: the smallest values of a hash of the trial id, so a live page draws mostly
+    the same trials from one refresh to the next."""
+    if len(df) <= limit:
+        return df
+    keep = df["on_front"] | df["seed_name"].notna() | (df["status"] == TrialStatus.RUNNING.value)
+    others = df.loc[~keep, "id"].astype("uint64")
+    rank = (others * 2654435761) % 2**32
+    chosen = rank.nsmallest(max(limit - int(keep.sum()), 0)).index
+    return df[keep | df.index.isin(chosen)]

@@ -19,9 +19,12 @@ from nas.store.engine import display_url
 
 from . import charts
 from .data import fetch_trial
-from .frames import arch_view, epochs_planned, filter_trials, front_mixer_counts, hypervolume_frame, stage_column, target_resolution
+from .frames import (CHART_POINTS, TABLE_ORDERS, TABLE_PAGE_ROWS, arch_view, chart_sample, epochs_planned,
+                     filter_trials, front_mixer_counts, hypervolume_frame, page_count, stage_column, table_page,
+                     target_resolution)
 
 CHART_KEY, TABLE_KEY, DETAIL_KEY = "pareto", "trial_table", "detail_trial"
+TABLE_ORDER_KEY, TABLE_PAGE_KEY, CHART_ALL_KEY = "table_order", "table_page", "chart_all_points"
 INCLUDE_STOPPED_KEY = "front_include_stopped"
 _STATUS_ORDER = tuple(s.value for s in (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.RUNNING,
                                           TrialStatus.INFEASIBLE, TrialStatus.FAILED))
@@ -95,12 +98,26 @@ def render_summary(search: SearchRecord, summary: SearchStats) -> None:
     st.caption(" · ".join(facts) + (f"  \nTrials by status: {statuses}" if statuses else ""))
 
 
+def render_chart_sampling(df: pd.DataFrame) -> pd.DataFrame:
+    """The trials the charts draw: all of them, or for a big search a sample (``chart_sample``) unless
+    the user asks for all."""
+    if len(df) <= CHART_POINTS:
+        return df
+    if st.checkbox(f"Plot all {len(df):,} trials (slower)", key=CHART_ALL_KEY):
+        return df
+    sample = chart_sample(df, CHART_POINTS)
+    st.caption(f"The charts draw {len(sample):,} of the {len(df):,} trials: every trial on the front, every hand "
+               f"design and running trial, and a fixed sample of the others; the table lists them all.")
+    return sample
+
+
 def render_pareto(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRecord],
-                  include_stopped: bool = False, references: Sequence[ReferenceMeasurement] = ()) -> int | None:
-    """The Pareto chart (with the seed papers' ``references`` as throughput lines); returns the trial id
-    of a selected point, if any."""
+                  include_stopped: bool = False, references: Sequence[ReferenceMeasurement] = (),
+                  drawn: pd.DataFrame | None = None) -> int | None:
+    """The Pareto chart of ``drawn`` (default: every trial of ``df``) with the seed papers'
+    ``references`` as throughput lines; returns the trial id of a selected point, if any."""
     x_title, y_title = axis_titles(search, trials)
-    fig = charts.pareto_figure(df, throughput_title=x_title, accuracy_title=y_title,
+    fig = charts.pareto_figure(df if drawn is None else drawn, throughput_title=x_title, accuracy_title=y_title,
                                min_throughput=search.setting("measure", "min_throughput"),
                                revision=search.name, references=references)
     event = st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points",), width="stretch",
@@ -158,16 +175,30 @@ def render_filters(df: pd.DataFrame, n_stages: int) -> pd.DataFrame:
 
 
 def render_table(df: pd.DataFrame, search_name: str, n_stages: int) -> int | None:
-    """Filters, the trial table and its CSV; returns the trial id of a selected row, if any."""
+    """Filters, one page of the trial table and the CSV of every filtered trial; returns the trial
+    id of a selected row, if any.  Only the page travels to the browser (a big search has
+    thousands of trials); the CSV is built when its button is clicked."""
     shown = render_filters(df, n_stages)
-    st.caption(f"{len(shown)} of {len(df)} trials shown. Select a row to open the trial.")
-    event = st.dataframe(shown[list(_TABLE_COLUMNS)].fillna({"seed_name": ""}), key=TABLE_KEY, on_select="rerun",
-                         selection_mode="single-row", hide_index=True, column_config=_TABLE_COLUMNS,
-                         width="stretch")
-    st.download_button("Download these trials as CSV", shown.to_csv(index=False), file_name=f"{search_name}-trials.csv",
-                       mime="text/csv", on_click="ignore")
+    pages = page_count(len(shown))
+    order, page = TABLE_ORDERS[0], 1
+    if pages > 1:
+        order_col, page_col = st.columns([3, 1])
+        order = order_col.selectbox("Order", TABLE_ORDERS, key=TABLE_ORDER_KEY, on_change=_first_page)
+        page = min(int(page_col.number_input("Page", min_value=1, value=1, step=1, key=TABLE_PAGE_KEY)), pages)
+    rows_on_page = table_page(shown, order, page)
+    where = (f", {TABLE_PAGE_ROWS} per page: page {page} of {pages}, {order.lower()}" if pages > 1 else "")
+    st.caption(f"{len(shown)} of {len(df)} trials shown{where}. Select a row to open the trial.")
+    event = st.dataframe(rows_on_page[list(_TABLE_COLUMNS)].fillna({"seed_name": ""}), key=TABLE_KEY,
+                         on_select="rerun", selection_mode="single-row", hide_index=True,
+                         column_config=_TABLE_COLUMNS, width="stretch")
+    st.download_button("Download these trials as CSV", lambda: shown.to_csv(index=False),
+                       file_name=f"{search_name}-trials.csv", mime="text/csv", on_click="ignore")
     rows = ((event or {}).get("selection") or {}).get("rows") or []
-    return int(shown.iloc[rows[0]]["id"]) if rows and rows[0] < len(shown) else None
+    return int(rows_on_page.iloc[rows[0]]["id"]) if rows and rows[0] < len(rows_on_page) else None
+
+
+def _first_page() -> None:
+    st.session_state[TABLE_PAGE_KEY] = 1
 
 
 def choose_detail(chart_pick: int | None, table_pick: int | None, known_ids: set[int]) -> int | None:
@@ -189,7 +220,8 @@ def choose_detail(chart_pick: int | None, table_pick: int | None, known_ids: set
 def forget_selection_and_filters() -> None:
     """On a switch of search: picks and filters of the previous search mean nothing in the new one."""
     for key in list(st.session_state):
-        if key in (CHART_KEY, TABLE_KEY, DETAIL_KEY, "_last_chart_pick", "_last_table_pick") or \
+        if key in (CHART_KEY, TABLE_KEY, DETAIL_KEY, TABLE_ORDER_KEY, TABLE_PAGE_KEY, "_last_chart_pick",
+                   "_last_table_pick") or \
                 str(key).startswith("filter_"):
             del st.session_state[key]
 
@@ -268,7 +300,7 @@ def render_detail(url: str, trial_id: int) -> None:
 
 
 def render_progress(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRecord],
-                    include_stopped: bool = False) -> None:
+                    include_stopped: bool = False, drawn: pd.DataFrame | None = None) -> None:
     _, y_title = axis_titles(search, trials)
     left, right = st.columns(2)
     with left:
@@ -282,8 +314,8 @@ def render_progress(df: pd.DataFrame, search: SearchRecord, trials: list[TrialRe
     with right:
         st.subheader("Accuracy vs batch-1 latency")
         limit = search.setting("measure", "max_latency_ms")
-        st.plotly_chart(charts.latency_figure(df, max_latency_ms=limit, accuracy_title=y_title), width="stretch",
-                        key="latency")
+        st.plotly_chart(charts.latency_figure(df if drawn is None else drawn, max_latency_ms=limit,
+                                              accuracy_title=y_title), width="stretch", key="latency")
         infeasible = int((df["status"] == TrialStatus.INFEASIBLE.value).sum())
         st.caption(("The latency limit applies to batch-1 latency, which does not convert exactly into batch "
                     "throughput, so it is drawn here rather than on the Pareto chart. " if limit else

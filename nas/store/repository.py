@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -252,13 +252,18 @@ class Store:
             s.flush()
             return row.id
 
-    def trials(self, search: str | None = None, statuses: Iterable[str] | None = None) -> list[TrialRecord]:
+    def trials(self, search: str | None = None, statuses: Iterable[str] | None = None, *,
+               newer_than: int | None = None, ids: Iterable[int] = ()) -> list[TrialRecord]:
+        """Trials in id order; with ``newer_than``, only those with a larger id plus ``ids`` (an
+        incremental read: a reader that keeps what it has read re-reads only what can have changed)."""
         with self._session() as s:
             q = select(Trial).join(Search).order_by(Trial.id)
             if search is not None:
                 q = q.where(Search.name == search)
             if statuses is not None:
                 q = q.where(Trial.status.in_([str(x) for x in statuses]))
+            if newer_than is not None:
+                q = q.where(or_(Trial.id > newer_than, Trial.id.in_(list(ids))))
             return [trial_record(r) for r in s.scalars(q)]
 
     def trial(self, trial_id: int, *, with_epochs: bool = True) -> TrialRecord | None:
