@@ -324,7 +324,7 @@ def test_enumerate_tiny_space_lazily():
 # ---- seeds ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", SPACE_NAMES)
+@pytest.mark.parametrize("name", ["hybrid_metaformer", "hybrid_metaformer_tiny"])  # mixerbench keeps only seeds inside it
 def test_shipped_seeds_are_valid_at_proxy_and_target_resolution(name):
     space = get_space(name)
     seeds = dict(space.seeds())  # raises if a seed is outside the space
@@ -335,6 +335,13 @@ def test_shipped_seeds_are_valid_at_proxy_and_target_resolution(name):
     assert seeds["CDFFormer-like"].mixers == ("sepconv", "sepconv", "dynamic_filter", "dynamic_filter")
     assert seeds["DilateFormer-like"].mixers == ("msda", "msda", "mhsa", "mhsa")
     assert seeds["all-DynaMixer"].mixers == ("dynamixer",) * 4
+
+
+def test_mixerbench_seeds_are_the_tiny_seeds_inside_it():
+    bench, tiny = get_space("mixerbench"), dict(get_space("hybrid_metaformer_tiny").seeds())
+    seeds = dict(bench.seeds())
+    assert seeds and set(seeds) < SEED_NAMES
+    assert all(seeds[n] == tiny[n] for n in seeds)
 
 
 def test_flagship_seeds_use_s18_depths():
