@@ -36,7 +36,7 @@ from nas.bench.quality import FOUND_FRONT_RULE, QualityStats, search_quality
 from nas.budget import parse_budget
 from nas.search.scheduler import GRACE_EPOCHS, REDUCTION_FACTOR
 from nas.search.settings import DEFAULT_EARLY_STOPPING, EarlyStopping
-from nas.strategies import STRATEGY_NAMES, create_strategy
+from nas.strategies import MULTI_OBJECTIVE, STRATEGY_NAMES, create_strategy
 from search_spaces import SearchSpace
 
 from benchmarks.charts import Panel, Series, save_line_chart
@@ -159,6 +159,15 @@ def write_png(path: str | Path, results: dict[str, dict[str, dict[str, QualitySt
     return save_line_chart(path, panels)
 
 
+def against_random_at_double(results: dict[str, dict[str, QualityStats]]) -> dict[str, dict[str, float]]:
+    """Per multi-objective strategy and budget B (where 2B was run too): its HV ratio at B minus
+    random search's at 2B (>= 0: it matches random search with half the evaluations)."""
+    random_search = results.get("random", {})
+    return {s: {b: round(stats.hv_ratio_mean - random_search[str(2 * int(b))].hv_ratio_mean, 4)
+                for b, stats in results[s].items() if str(2 * int(b)) in random_search}
+            for s in MULTI_OBJECTIVE if s in results and random_search}
+
+
 def table_provenance(path: Path, evaluator: TabularEvaluator) -> dict[str, Any]:
     return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), **evaluator.table.describe()}
 
@@ -227,6 +236,7 @@ def _run(args: argparse.Namespace) -> int:
                      "std": "sample standard deviation over seeds"},
         "skipped": skipped,
         "seconds": timings,
+        "multi_objective_minus_random_at_double_budget": against_random_at_double(results["results"]),
     }
     if compared:
         report["equal_device_time"] = {

@@ -186,7 +186,8 @@ def test_optuna_duplicates_are_replaced_by_unseen_neighbours(name):
 
 @pytest.mark.parametrize("name", [*MULTI_OBJECTIVE, "evolution", "random"])
 @pytest.mark.parametrize("limits", [SpeedLimits(), SpeedLimits(max_latency_ms=30.0)])
-def test_replaying_stored_outcomes_into_a_fresh_strategy_gives_the_same_next_proposals(name, limits):
+@pytest.mark.parametrize("stored", [9, 30])  # nsga2 (generations of 6): mid-generation, several generations in
+def test_replaying_stored_outcomes_into_a_fresh_strategy_gives_the_same_next_proposals(name, limits, stored):
     """What ``--resume`` does: a fresh strategy (for nsga2/motpe a fresh in-memory Optuna study) is told
     the stored outcomes in order; it then proposes exactly what the uninterrupted strategy proposes."""
     space = get_space("hybrid_metaformer_tiny")
@@ -202,7 +203,7 @@ def test_replaying_stored_outcomes_into_a_fresh_strategy_gives_the_same_next_pro
 
     uninterrupted = create_strategy(name, space, seed=4, **options)
     history = []
-    for i in range(30):
+    for i in range(stored):
         arch = uninterrupted.ask()
         history.append((arch, outcome_of(i, arch)))
         uninterrupted.tell(*history[-1])

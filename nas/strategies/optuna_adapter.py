@@ -31,9 +31,9 @@ from abc import abstractmethod
 from typing import Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from nas.objectives import Outcome
 from nas.strategies.base import Strategy
@@ -148,7 +148,7 @@ class Nsga2Strategy(_OptunaStrategy):
         super().__init__(space, seed, max_retries=max_retries, **options)
 
     def _make_sampler(self, seed: int) -> BaseSampler:
-        return NSGAIISampler(population_size=self.population_size, seed=seed)
+        return _FixedSpaceNSGAII(self.distributions, population_size=self.population_size, seed=seed)
 
     def _after_add(self, trial: optuna.trial.FrozenTrial) -> None:
         self.study.sampler.get_trial_generation(self.study, trial)
@@ -170,4 +170,35 @@ class MotpeStrategy(_OptunaStrategy):
         super().__init__(space, seed, max_retries=max_retries, **options)
 
     def _make_sampler(self, seed: int) -> BaseSampler:
-        return TPESampler(n_startup_trials=self.n_startup_trials, multivariate=self.multivariate, seed=seed)
+        return _FixedSpaceTPE(self.distributions if self.multivariate else {}, n_startup_trials=self.n_startup_trials,
+                              multivariate=self.multivariate, seed=seed)
+
+
+# Every trial of these studies asks the same distributions, so the relative search space, which the
+# samplers would otherwise recompute from every finished trial at every ask (the intersection of
+# their spaces, 75 % of a 400-trial NSGA-II search's time), is known up front: the multi-valued ones.
+
+
+class _FixedSpaceNSGAII(NSGAIISampler):
+    def __init__(self, search_space: dict[str, BaseDistribution], **options: Any):
+        super().__init__(**options)
+        self._fixed_space = {name: d for name, d in search_space.items() if not d.single()}
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return dict(self._fixed_space)
+
+    def get_parent_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        """The parents in trial order.  Optuna returns them in selection order when it selects them and
+        in trial order when it reads them back from its cache, so the first child of a generation would
+        depend on whether this sampler (or a resumed one) selected them: crossover picks parents by
+        position."""
+        return sorted(super().get_parent_population(study, generation), key=lambda t: t.number)
+
+
+class _FixedSpaceTPE(TPESampler):
+    def __init__(self, search_space: dict[str, BaseDistribution], **options: Any):
+        super().__init__(**options)
+        self._fixed_space = {name: d for name, d in search_space.items() if not d.single()}
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return dict(self._fixed_space)
