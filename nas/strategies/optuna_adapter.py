@@ -12,9 +12,9 @@ speed limits, every COMPLETE trial carries one constraint, ``Outcome.violation``
 accuracy 0 and its measured speed, which the constraint makes irrelevant); a proposal the speed
 predictor skips is told the same way with its predicted speed.  A proposal that is invalid in
 the space or already seen (TPE re-proposes its favourites often in a small space) is told FAIL
-and replaced by a valid unseen architecture one choice away from it; when it has none, the
-sampler is asked again, up to ``max_retries`` times, then a random unseen architecture is
-proposed.  Outcomes of architectures the study did
+and replaced by the nearest valid unseen architecture (one choice away, else two); when there is
+none, the sampler is asked again, up to ``max_retries`` times, then a random unseen architecture
+is proposed.  Outcomes of architectures the study did
 not propose (seeds, stored results on resume, the random fallback) are enqueued, asked with
 their parameters fixed and told, so the study records them as it records its own proposals.
 
@@ -42,6 +42,7 @@ from search_spaces import Architecture, SearchSpace
 __all__ = ["MotpeStrategy", "Nsga2Strategy"]
 
 CONSTRAINT = "speed_limits"
+NEIGHBOURHOOD = 2  # choices a replacement for a duplicate proposal may differ in
 MAX_VIOLATION = 1e6  # an unmeasured infeasible trial: far outside, but a finite number for Optuna
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -79,10 +80,23 @@ class _OptunaStrategy(Strategy):
                 self._asked[arch] = trial
                 return arch
             self.study.tell(trial, state=TrialState.FAIL)
-            nearest = next((c for c in self.space.mutations(arch, self.rng) if not self.is_seen(c)), None)
+            nearest = self._nearest_unseen(arch)
             if nearest is not None:
                 return nearest
         return self._random_unseen()
+
+    def _nearest_unseen(self, arch: Architecture) -> Architecture | None:
+        """A valid unseen architecture one choice away from ``arch``, else two; None if there is none."""
+        frontier = [arch]
+        for _ in range(NEIGHBOURHOOD):
+            following = []
+            for member in frontier:
+                for child in self.space.mutations(member, self.rng):
+                    if not self.is_seen(child):
+                        return child
+                    following.append(child)
+            frontier = following
+        return None
 
     def _on_skipped(self, arch: Architecture) -> None:
         trial = self._asked.pop(arch, None)
