@@ -89,8 +89,8 @@ def _run_with_store(prepared: PreparedSearch, store: Store, max_concurrent: int,
                                     exclude=exclude)
         if out is not None:
             verb = "resuming" if prepared.resume else "starting"
-            print(f"{verb} search {prepared.name!r}: space {prepared.space.name}, strategy {settings.strategy}, "
-                  f"budget {prepared.budget.text} ({tracker.format()} used), up to {max_concurrent} trial(s) at "
+            print(f"{verb} search {prepared.name!r}: space {prepared.space.name}, strategy {settings.strategy} "
+                  f"(accuracy and {settings.objective}), early stopping {settings.early_stopping}, budget {prepared.budget.text} ({tracker.format()} used), up to {max_concurrent} trial(s) at "
                   f"once with {resources.cpus_per_trial:g} CPU / {resources.gpus_per_trial:g} GPU each",
                   file=out, flush=True)
         logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Trials did not complete": ours say why
