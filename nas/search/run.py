@@ -90,8 +90,9 @@ def _run_with_store(prepared: PreparedSearch, store: Store, max_concurrent: int,
         if out is not None:
             verb = "resuming" if prepared.resume else "starting"
             print(f"{verb} search {prepared.name!r}: space {prepared.space.name}, strategy {settings.strategy} "
-                  f"(accuracy and {settings.objective}), early stopping {settings.early_stopping}, budget {prepared.budget.text} ({tracker.format()} used), up to {max_concurrent} trial(s) at "
-                  f"once with {resources.cpus_per_trial:g} CPU / {resources.gpus_per_trial:g} GPU each",
+                  f"(accuracy and {settings.objective}), early stopping {settings.early_stopping}, budget "
+                  f"{prepared.budget.text} ({tracker.format()} used), up to {max_concurrent} trial(s) at once with "
+                  f"{resources.cpus_per_trial:g} CPU / {resources.gpus_per_trial:g} GPU each",
                   file=out, flush=True)
         logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Trials did not complete": ours say why
         shutil.rmtree(tune_dir, ignore_errors=True)  # a killed run's leftovers: the store has what matters
