@@ -63,17 +63,17 @@ class SpeedLimits:
         breaks (0 inside them, as ``MeasureSettings.violation`` is None; inf for a missing value)."""
         total = 0.0
         if self.max_latency_ms is not None:
-            total += _log_ratio_over(latency_ms, self.max_latency_ms)
+            total += _log10_excess(latency_ms, self.max_latency_ms)
         if self.min_throughput is not None:
-            total += _log_ratio_over(None if throughput is None else 1.0 / throughput if throughput > 0 else None,
-                                     1.0 / self.min_throughput)
+            total += _log10_excess(self.min_throughput, throughput)
         return total
 
 
-def _log_ratio_over(value: float | None, limit: float) -> float:
-    if value is None or not math.isfinite(value) or value <= 0:
+def _log10_excess(high: float | None, low: float | None) -> float:
+    """max(0, log10(high / low)): how far ``high`` exceeds ``low``; inf when a measurement is missing."""
+    if high is None or low is None or not (math.isfinite(high) and math.isfinite(low)) or high <= 0 or low <= 0:
         return math.inf
-    return max(0.0, math.log10(value / limit))
+    return max(0.0, math.log10(high / low))
 
 
 # An infeasible trial ranks behind every feasible one even when its excess rounds to 0 (a
