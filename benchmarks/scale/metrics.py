@@ -7,7 +7,10 @@ starts and one when it ends); the driver's view from the store it wrote.  Defini
 * held: from a trial's start line to its end line (a trial killed with its process, which writes
   no end line, held its GPU until the fault); warm-up: the part spent waiting for the pool to fill.
 * ideal wall: the trial work (held minus warm-up) spread over every GPU of the pool;
-  ``wall_vs_ideal`` is the drivers' wall time (start-up included) over it.
+  ``wall_vs_ideal`` is the drivers' wall time (start-up included) over it.  A trial holds its GPU
+  longer than its replayed device time (``replayed_s``: the table's seconds x the time scale) by
+  the latency of each report's round trip through Tune and the driver, so
+  ``wall_vs_replay_ideal`` compares the wall time with the table's device time alone.
 * ``charged_minus_device_h``: the device-hours the driver charged (the store's per-trial charges,
   what a gpu-h budget adds up) minus the device-hours the trials held.  The driver charges from
   Tune's start event to its end event, so each trial differs by Tune's latency on both ends.
@@ -74,7 +77,7 @@ def search_metrics(sim: SimulatedSearch, gpus: int) -> dict[str, Any]:
     runs = {line["run"] for line in lines if line.get("trial") in tune_ids}
     starts = {(l["run"], l["trial"]): l for l in lines if l["event"] == "start" and l["run"] in runs}
     ends = {(l["run"], l["trial"]): l for l in lines if l["event"] == "end" and l["run"] in runs}
-    held, warmup, unended = [], [], 0
+    held, warmup, replayed, unended = [], [], [], 0
     for key, start in starts.items():
         end = ends.get(key)
         if end is None:
@@ -84,6 +87,7 @@ def search_metrics(sim: SimulatedSearch, gpus: int) -> dict[str, Any]:
             continue
         held.append((end["time"] - start["time"]) * max(len(end.get("gpus") or []), 1))
         warmup.append(float(end.get("warmup_s") or 0.0))
+        replayed.append(float(end.get("replayed_s") or 0.0))
     began = Counter(start["arch"] for start in starts.values())
     outcomes = defaultdict(bool)
     for r in rows:
@@ -112,6 +116,10 @@ def search_metrics(sim: SimulatedSearch, gpus: int) -> dict[str, Any]:
         "completed_run": not sim.stopped_by_time_limit and all(d.returncode == 0 for d in sim.drivers[-1:]),
         "wall_s": wall_s,
         "ideal_wall_s": work_s / gpus,
+        "replay_ideal_wall_s": sum(replayed) / gpus,  # the table's device time only: no Tune or driver latency
+        "wall_vs_replay_ideal": wall_s / (sum(replayed) / gpus) if sum(replayed) > 0 else None,
+        "held_s_per_trial": sum(held) / len(held) if held else None,
+        "replayed_s_per_trial": sum(replayed) / len(replayed) if replayed else None,
         "driver_cpu_s": sum(d.cpu_s for d in sim.drivers),
         "driver_startup_cpu_s": sum(d.probe.get("cpu_at_first_trial_s") or 0.0 for d in sim.drivers),
         "driver_wall_to_first_trial_s": [d.probe.get("wall_at_first_trial_s") for d in sim.drivers],

@@ -34,7 +34,7 @@ from nas.objectives import Outcome
 from nas.search.ownership import LeaseKeeper
 from nas.search.paths import inside, search_dir
 from nas.search.report import format_progress
-from nas.store import EPOCH_METRICS, Measurement, SearchRecord, Store, TrialStatus
+from nas.store import EPOCH_METRICS, Measurement, SearchRecord, Store, TrialRecord, TrialStatus
 from nas.trial.measure_settings import MeasureSettings
 from nas.trial.progress import EPOCH_PHASE, MEASURE_PHASE, TrialProgress
 from nas.trial.recipe import ProxyRecipe
@@ -43,6 +43,17 @@ from search_spaces import Architecture
 
 HEARTBEAT_S = 60.0
 INTERRUPTED_ERROR = "interrupted: the search driver stopped before this trial ended (re-queued on resume)"
+LOST_PREFIX = "lost with its Ray worker or node"
+# Ray's errors for a trial whose process or node went away under it (the trial itself did not fail)
+_WORKER_LOST = re.compile(r"(ActorDiedError|ActorUnavailableError|NodeDiedError|WorkerCrashedError|OwnerDiedError|"
+                          r"RayActorError): ")
+
+
+def left_without_outcome(trial: TrialRecord) -> bool:
+    """A row that says nothing about its architecture: interrupted, or lost with its worker or node
+    (queued again; a resumed search does the same)."""
+    return trial.status == TrialStatus.FAILED and (trial.error == INTERRUPTED_ERROR
+                                                   or (trial.error or "").startswith(LOST_PREFIX))
 
 
 def failure_signature(message: str) -> str:
@@ -87,6 +98,7 @@ class _Running:
     store_id: int
     started: float
     devices: float
+    arch_hash: str = ""
     progress: TrialProgress = field(default_factory=TrialProgress)
 
 
@@ -117,6 +129,8 @@ class SearchRecorder:
         self._running: dict[str, _Running] = {}
         self.trial_seconds = 0.0  # wall time of this run's trials, summed (for the utilisation report)
         self._summary: RunningSummary | None = None  # what the progress lines show, kept up to date
+        self.failure_listener: Callable[[str, bool], None] | None = None  # (tune id, lost) of each failure
+        self._lost_before: set[str] | None = None  # architectures already lost once
 
     # ---- reuse (called by the searcher before a trial is launched) ----------------------------
 
@@ -150,7 +164,8 @@ class SearchRecorder:
         store_id = self.store.start_trial(
             self.search.id, arch=config["arch"], recipe=config["recipe"], tune_trial_id=tune_id,
             seed_name=config.get("seed_name"), devices_held=self.devices)
-        self._running[tune_id] = _Running(store_id, self.clock(), self.devices)
+        self._running[tune_id] = _Running(store_id, self.clock(), self.devices,
+                                          arch_hash=Architecture.from_dict(config["arch"]).hash)
         self._keep_lease()
         seed = f" (seed {config['seed_name']})" if config.get("seed_name") else ""
         self._say(f"trial {store_id} started{seed}: {Architecture.from_dict(config['arch']).label()}", changed=store_id)
@@ -190,16 +205,28 @@ class SearchRecorder:
         return status
 
     def trial_failed(self, tune_id: str, config: dict, message: str) -> None:
-        """A trial raised (or its worker died): recorded failed with its error; its time is charged."""
+        """A trial raised (or its worker died): recorded failed with its error; its time is charged.
+
+        A trial lost with its Ray worker or node (a machine of the pool died) is recorded failed as
+        ``lost ...`` and queued again (``failure_listener``), once per architecture: a second loss
+        is its own failure (a model that gets its worker killed, say by the out-of-memory killer).
+        A lost trial does not count towards a trials budget or a failure streak.
+        """
         if tune_id not in self._running:  # failed before it started: recorded, charged ~nothing
             self.trial_started(tune_id, config)
         trial = self._running.pop(tune_id)
-        wall_s = self._charge(trial)
+        lost = self._first_loss(trial, message)
+        wall_s = self._charge(trial, counts=not lost)
+        error = f"{LOST_PREFIX} ({message}); queued again" if lost else message
         self.store.finish_trial(trial.store_id, TrialStatus.FAILED, device_hours=device_hours(wall_s, trial.devices),
-                                accuracy=trial.progress.best_accuracy, error=message)
+                                accuracy=trial.progress.best_accuracy, error=error)
         self._keep_lease()
-        self._say(f"trial {trial.store_id} failed in {wall_s:.0f}s: {message}", changed=trial.store_id)
-        self._count_failure(message)
+        self._say(f"trial {trial.store_id} {'lost' if lost else 'failed'} in {wall_s:.0f}s: {error if lost else message}",
+                  changed=trial.store_id)
+        if not lost:
+            self._count_failure(message)
+        if self.failure_listener is not None:
+            self.failure_listener(tune_id, lost)
 
     def heartbeat(self) -> None:
         """Called on every Tune step: keep the lease fresh; a progress line when nothing else was
@@ -265,10 +292,24 @@ class SearchRecorder:
                                 + "; this driver stops without writing more")
             self._say(f"stopping: {self.stop_reason}")
 
-    def _charge(self, trial: _Running) -> float:
+    def _first_loss(self, trial: _Running, message: str) -> bool:
+        """Whether the trial was lost with its worker or node, for the first time for its architecture."""
+        if not _WORKER_LOST.search(message):
+            return False
+        if self._lost_before is None:  # once per run: losses recorded by earlier runs of the search
+            self._lost_before = {t.arch_hash for t in self.store.trials(search=self.search.name)
+                                 if (t.error or "").startswith(LOST_PREFIX)}
+        if trial.arch_hash in self._lost_before:
+            return False
+        self._lost_before.add(trial.arch_hash)
+        return True
+
+    def _charge(self, trial: _Running, counts: bool = True) -> float:
+        """Charge the trial's device time (``counts`` False: not as a trial of a trials budget)."""
         wall_s = max(self.clock() - trial.started, 0.0)
         self.trial_seconds += wall_s
-        self.tracker.charge_trial(wall_s, trial.devices)
+        if counts or self.tracker.budget.kind != "trials":
+            self.tracker.charge_trial(wall_s, trial.devices)
         self.store.update_search(self.search.name, charged=self.tracker.charged)
         return wall_s
 

@@ -32,11 +32,11 @@ from nas.search.ownership import LeaseKeeper, lease_is_stale, this_driver
 from nas.search.paths import tune_dir as checked_tune_dir
 from nas.search.prepare import PreparedSearch, create_search_strategy
 from nas.search.ray_session import configure_ray_env, connect_ray, disconnect_ray, trials_that_fit
-from nas.search.recorder import INTERRUPTED_ERROR, SearchRecorder
+from nas.search.recorder import INTERRUPTED_ERROR, SearchRecorder, left_without_outcome
 from nas.search.references import measure_references_beside_search
 from nas.search.report import SearchSummary
 from nas.search.signals import sigterm_like_sigint
-from nas.store import DriverId, SearchRecord, SearchStatus, Store, StoreError, TrialStatus, open_store
+from nas.store import DriverId, SearchRecord, SearchStatus, Store, StoreError, open_store
 from nas.strategies import Strategy
 from search_spaces import Architecture, SearchSpace
 
@@ -87,6 +87,8 @@ def _run_with_store(prepared: PreparedSearch, store: Store, max_concurrent: int,
         queued, exclude = replay_stored_trials(store, search, tracker, strategy, prepared.space)
         searcher = StrategySearcher(strategy, tracker, recorder, _config_maker(prepared), queued=queued,
                                     exclude=exclude)
+        searcher.defer_failures = True  # a trial lost with its worker or node is queued again
+        recorder.failure_listener = searcher.resolve_failure
         if out is not None:
             verb = "resuming" if prepared.resume else "starting"
             print(f"{verb} search {prepared.name!r}: space {prepared.space.name}, strategy {settings.strategy} "
@@ -152,13 +154,13 @@ def replay_stored_trials(store: Store, search: SearchRecord, tracker: BudgetTrac
     """Bring budget and strategy up to date with the stored trials; return (queue, exclusions).
 
     Trials left ``running`` by a killed driver become failed ("interrupted").  An interrupted
-    architecture with no other outcome is queued again, ahead of the seeds not yet evaluated.
-    Interrupted trials keep their device time charged; a trials budget does not count them
-    (the re-run counts).
+    architecture with no other outcome, or one lost with its Ray worker or node, is queued again,
+    ahead of the seeds not yet evaluated.  Interrupted and lost trials keep their device time
+    charged; a trials budget does not count them (the re-run counts).
     """
     store.mark_running_as_failed(search.id, INTERRUPTED_ERROR)
     trials = store.trials(search=search.name)
-    outcomes = [t for t in trials if not (t.status == TrialStatus.FAILED and t.error == INTERRUPTED_ERROR)]
+    outcomes = [t for t in trials if not left_without_outcome(t)]
     evaluated = {Architecture.from_dict(t.arch) for t in outcomes}
     outcome_ids = {t.id for t in outcomes}
     for trial in trials:

@@ -106,8 +106,9 @@ class ReplayBook:
                              f"{str(self.path)!r}")
         return [(float(seconds), result, error) for seconds, result, error in json.loads(row[0])]
 
-    def run_trial(self, config: Mapping[str, Any], report: Report) -> None:
-        """Send the recorded reports of ``config["arch"]``, each after its scaled device time."""
+    def run_trial(self, config: Mapping[str, Any], report: Report, slept: list[float] | None = None) -> None:
+        """Send the recorded reports of ``config["arch"]``, each after its scaled device time (appended
+        to ``slept`` when given)."""
         measure = dict(config.get("measure") or {})
         if canonical_json(measure) != canonical_json(self.measure):
             raise ValueError(f"the replay file {str(self.path)!r} was written for measurement settings "
@@ -115,6 +116,8 @@ class ReplayBook:
         for seconds, result, error in self.steps(config["arch"]):
             if self.scale > 0:
                 time.sleep(seconds * self.scale)
+                if slept is not None:
+                    slept.append(seconds * self.scale)
             if error is not None:
                 raise ReplayedTrialError(error)
             if report(dict(result), None) is False:
@@ -191,6 +194,7 @@ class SimulatedTrial:
         self.book = book
         self.run = run
         self.lock_keys = [f"sim-{node_id}-gpu-{g}" for g in gpu_ids] or [f"sim-{node_id}-cpu"]
+        self._slept: list[float] = []
         self.fields: dict[str, Any] = {"trial": trial_id, "run": run, "arch": json_hash(dict(config["arch"])),
                                        "node": node_id, "gpus": gpu_ids}
 
@@ -200,8 +204,9 @@ class SimulatedTrial:
         self.fields["warmup_s"] = wait_for_pool(self.run, marker_dir)
 
     def run_trial(self, config: Mapping[str, Any], report: Report) -> None:
-        self.book.run_trial(config, report)
+        self.book.run_trial(config, report, self._slept)
 
     def end(self, returned: bool) -> None:
-        """Log the end (``returned`` False: it raised, or Tune stopped it inside a report)."""
-        log_trial("end", returned=returned, **self.fields)
+        """Log the end (``returned`` False: it raised, or Tune stopped it inside a report) and the
+        scaled device time the replay slept (what an ideal driver would have held the GPU for)."""
+        log_trial("end", returned=returned, replayed_s=sum(self._slept), **self.fields)
