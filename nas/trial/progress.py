@@ -42,11 +42,6 @@ class TrialProgress:
         return True
 
     @property
-    def score(self) -> float | None:
-        """The best accuracy of a feasible trial, None otherwise."""
-        return self.best_accuracy if self.feasible else None
-
-    @property
     def outcome(self) -> Outcome | None:
         """What a strategy learns from the trial: trained (best accuracy and measured speed),
         infeasible (measured speed only), or None when it never got that far (failed)."""
