@@ -81,7 +81,8 @@ def synthetic_outcome_tiny(arch: Architecture) -> Outcome:
 def test_exhausting_a_small_space_with_proposals_in_flight_and_marked_ones(name):
     fixed = {"mixer": ["pooling"], "depth": [1], "width": [32]}
     space = SearchSpace.from_dict({"name": "six", "target_res": 32, "stages": [
-        {"mixer": ["sepconv", "pooling", "mhsa"], "depth": [1], "width": [32], "mixer_kwargs": {"mhsa": {"head_dim": 16}}},
+        {"mixer": ["sepconv", "pooling", "mhsa"], "depth": [1], "width": [32],
+         "mixer_kwargs": {"mhsa": {"head_dim": 16}}},
         {"mixer": ["pooling"], "depth": [1, 2], "width": [32]}, fixed, fixed]})
     everything = list(space.enumerate())
     strategy = create_strategy(name, space, seed=0, **SMALL[name])
@@ -158,7 +159,8 @@ def test_optuna_studies_rank_infeasible_trials_behind_every_feasible_one(name):
 def test_optuna_study_holds_categorical_choices_and_what_each_trial_told(name):
     space = two_objective_space()
     strategy = create_strategy(name, space, seed=0, speed=SpeedObjective.LATENCY, **SMALL[name])
-    assert strategy.distributions == {label: CategoricalDistribution(values) for label, values in space.choices().items()}
+    assert strategy.distributions == {label: CategoricalDistribution(values)
+                                      for label, values in space.choices().items()}
     seed_arch = space.sample(random.Random(5))
     strategy.tell(seed_arch, Outcome.trained(0.7, throughput=10.0, latency_ms=100.0))  # not asked: added
     asked, failed = strategy.ask(), strategy.ask()

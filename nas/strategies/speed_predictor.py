@@ -91,7 +91,8 @@ class SpeedPredictor:
     def features(self, arch: Architecture) -> np.ndarray:
         x = np.zeros(len(self._columns))
         for i, (mixer, depth, width) in enumerate(zip(arch.mixers, arch.depths, arch.dims)):
-            for key in ((i, "mixer", mixer), (i, "depth", depth), (i, "width", width), (i, "cell", mixer, depth, width)):
+            keys = ((i, "mixer", mixer), (i, "depth", depth), (i, "width", width), (i, "cell", mixer, depth, width))
+            for key in keys:
                 column = self._columns.get(key)
                 if column is not None:
                     x[column] = self.cell_scale if key[1] == "cell" else 1.0
