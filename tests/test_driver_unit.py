@@ -453,6 +453,19 @@ class SeedSpace:
         return list(self._seeds)
 
 
+def test_resume_replay_tells_outcomes_in_the_order_the_trials_finished(store):
+    search, tracker = new_search(store, budget="10trials")
+    slow = store.start_trial(search.id, arch=arch(0).to_dict(), recipe=RECIPE, devices_held=1.0)
+    fast = store.start_trial(search.id, arch=arch(1).to_dict(), recipe=RECIPE, devices_held=1.0)
+    store.finish_trial(fast, TrialStatus.INFEASIBLE)
+    time.sleep(0.01)
+    store.record_epoch(slow, 1, dict(val_accuracy=0.7), best_accuracy=0.7)
+    store.finish_trial(slow, TrialStatus.COMPLETED)
+    strategy = FakeStrategy([])
+    replay_stored_trials(store, search, tracker, strategy, SeedSpace([]))
+    assert strategy.told == [(arch(1), Outcome.infeasible()), (arch(0), Outcome.trained(0.7))]
+
+
 @pytest.mark.parametrize("budget, charged", [("1cpu-h", 0.01 + 0.002 + 0.003 + 0.004), ("10trials", 3)])
 def test_resume_replay_marks_interrupted_requeues_and_recharges(store, budget, charged):
     search, tracker = new_search(store, budget=budget)

@@ -156,7 +156,8 @@ def replay_stored_trials(store: Store, search: SearchRecord, tracker: BudgetTrac
     Trials left ``running`` by a killed driver become failed ("interrupted").  An interrupted
     architecture with no other outcome, or one lost with its Ray worker or node, is queued again,
     ahead of the seeds not yet evaluated.  Interrupted and lost trials keep their device time
-    charged; a trials budget does not count them (the re-run counts).
+    charged; a trials budget does not count them (the re-run counts).  The strategy is told the
+    outcomes in the order they finished, as the driver told them.
     """
     store.mark_running_as_failed(search.id, INTERRUPTED_ERROR)
     trials = store.trials(search=search.name)
@@ -170,7 +171,7 @@ def replay_stored_trials(store: Store, search: SearchRecord, tracker: BudgetTrac
             tracker.charge(float(trial.device_hours or 0.0))
         elif trial.id in outcome_ids:
             tracker.charge(1.0)
-    for trial in outcomes:
+    for trial in sorted(outcomes, key=lambda t: (t.finished_at or "", t.id)):  # the order the driver told them
         strategy.tell(Architecture.from_dict(trial.arch), Outcome.from_record(trial))
     store.update_search(search.name, charged=tracker.charged)
     requeued: dict[Architecture, str | None] = {}
