@@ -82,19 +82,28 @@ def main(argv: list[str] | None = None) -> int:
         "nodes": args.nodes, "gpus_per_node": args.gpus_per_node, "time_scale": args.time_scale,
         "table_rows": len(table), "depths": args.depths, "widths": args.widths, "max_latency_ms": MAX_LATENCY_MS, "epochs": EPOCHS, "cpus": os.cpu_count(),
         "loadavg_at_end": os.getloadavg()}}
+    _write(args.json, report)  # the searches' figures are safe whatever happens to the dashboard check
     if args.dashboard and runs:
         from benchmarks.scale.dashboard import measure_dashboard
 
         largest = max(runs, key=lambda r: r["size"])
-        report["dashboard"] = measure_dashboard(work / f"scale-{largest['size']}" / "nas.db", f"scale-{largest['size']}")
+        try:
+            report["dashboard"] = measure_dashboard(work / f"scale-{largest['size']}" / "nas.db",
+                                                    f"scale-{largest['size']}")
+        except Exception as exc:  # noqa: BLE001 - reported in the JSON, the searches' numbers still count
+            report["dashboard"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
     report["total_wall_s"] = time.monotonic() - started
     print(_table(report), flush=True)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n")
+    _write(args.json, report)
     print(f"wrote {args.json}", flush=True)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _write(path: str, report: dict[str, Any]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=1, default=str) + "\n")
 
 
 def _parser() -> argparse.ArgumentParser:

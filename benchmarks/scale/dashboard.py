@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+from dashboard.frames import chart_sample, trials_frame
 from nas.store import Measurement, open_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,9 +33,14 @@ REFRESHES = 5
 JS_POINTS = """() => { const gd = document.querySelectorAll('.js-plotly-plot')[0];
     return gd && gd.data ? gd.data.filter(t => t.meta && t.meta.role === 'trials')
         .reduce((n, t) => n + (t.customdata || t.x || []).length, 0) : 0; }"""
-JS_WATCH = """(points) => { window.__plots = []; let last = points;
-    setInterval(() => { const now = (%s)(); if (now !== last) { last = now;
-        window.__plots.push(performance.timeOrigin + performance.now()); } }, 20); }""" % JS_POINTS
+JS_TRIAL_IDS = """() => { const gd = document.querySelectorAll('.js-plotly-plot')[0];
+    return gd && gd.data ? gd.data.filter(t => t.meta && t.meta.role === 'trials')
+        .flatMap(t => (t.customdata || []).map(c => c[0])) : []; }"""
+JS_HAS_TRIAL = "(id) => (%s)().includes(id)" % JS_TRIAL_IDS
+JS_WATCH = """() => { window.__plots = []; let last = null;
+    setInterval(() => { const gd = document.querySelectorAll('.js-plotly-plot')[0];
+        const now = gd && gd.data; if (now && now !== last) { last = now;
+        window.__plots.push(performance.timeOrigin + performance.now()); } }, 20); }"""
 
 
 def _free_port() -> int:
@@ -84,8 +90,9 @@ def measure_dashboard(db: Path, search: str) -> dict[str, Any]:
         _copy_store(db, copy)
         url = f"sqlite:///{copy}"
         store = open_store(url)
-        trials = [t for t in store.trials(search=search)]
-        measured = sum(1 for t in trials if (t.throughput or 0) > 0)
+        trials = store.trials(search=search)
+        drawn = chart_sample(trials_frame(trials))  # what the page draws by default (the same code)
+        measured = int((drawn["throughput"] > 0).sum())
         result: dict[str, Any] = {"trials": len(trials), "plotted": measured}
         with serve(url, work / "dashboard.log") as address, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
@@ -127,7 +134,7 @@ def _refreshes(browser, address: str, search: str, store, measured: int) -> dict
     page.goto(f"{address}?search={search}")
     page.wait_for_function(f"() => ({JS_POINTS})() >= {measured}", timeout=180_000, polling=100)
     table_caption = page.locator("text=trials shown").first.inner_text()
-    page.evaluate(JS_WATCH, measured)
+    page.evaluate(JS_WATCH)
     search_id = store.get_search(search).id
     costs, sizes = [], []
     for i in range(REFRESHES):
@@ -136,8 +143,7 @@ def _refreshes(browser, address: str, search: str, store, measured: int) -> dict
         trial = store.start_trial(search_id, arch={"mixers": ["pooling"] * 4, "depths": [1] * 4, "dims": [16 + i] * 4},
                                   recipe={"epochs": 3})
         store.record_measurement(trial, Measurement(params=1, gmacs=0.01, latency_ms=1.0, throughput=1000.0 + i))
-        measured += 1
-        page.wait_for_function(f"() => ({JS_POINTS})() >= {measured}", timeout=60_000, polling=50)
+        page.wait_for_function(JS_HAS_TRIAL, arg=trial, timeout=60_000, polling=50)
         page.wait_for_timeout(300)  # the rest of the page settles
         plots = page.evaluate("() => window.__plots")
         burst = _last_burst([f for f in frames if plots and f[0] <= max(plots)])
