@@ -93,4 +93,6 @@ class DynaMixer(nn.Module):
         c = self.mlp_c(x)
         branch_weights = self.reweight((h + w + c).mean(dim=(1, 2))).view(B, C, 3).softmax(dim=-1)
         a_h, a_w, a_c = (branch_weights[..., i].view(B, 1, 1, C) for i in range(3))
-        return self.proj(torch.addcmul(torch.addcmul(c * a_c, h, a_h), w, a_w))
+        # Plain products, not addcmul: the branch reweighting is element-wise, which the FLOP count (like
+        # the paper's) leaves out; backbones/flops counts addcmul as MACs for MSDA's attention sum.
+        return self.proj(h * a_h + w * a_w + c * a_c)

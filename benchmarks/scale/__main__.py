@@ -73,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             left = deadline - time.monotonic()
             print(f"search of {size} trials{f' ({fault})' if fault else ''}: up to {left / 60:.1f} min", flush=True)
             result = sim.search(f"scale-{size}", size, fault=fault, max_wall_s=max(left, 60.0))
+            if not result.db.exists():
+                log = work / f"scale-{size}" / "driver-1.log"
+                tail = log.read_text().strip().splitlines()[-15:] if log.exists() else []
+                print("\n".join(tail), file=sys.stderr)
+                print(f"error: the search driver exited ({result.drivers[0].returncode}) before it wrote its store "
+                      f"{result.db}; its log's last lines are above", file=sys.stderr)
+                return 2
             metrics = {"size": size, **search_metrics(result, gpus)}
             runs.append(metrics)
             print(_row(metrics), flush=True)

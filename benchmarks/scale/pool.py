@@ -32,7 +32,9 @@ class SimulatedPool:
 
     def __init__(self, nodes: int, gpus_per_node: int, env: dict[str, str]):
         configure_ray_env(address=None)  # loopback-only listeners; before ray is imported
-        os.environ.update(env)
+        # The pool's nodes run without an auth token, as the drivers attach (simulate.py): a RAY_AUTH_MODE
+        # inherited from the caller (e.g. a test process that attached somewhere) must not switch it on.
+        os.environ.update({**env, "RAY_AUTH_MODE": "disabled"})
         from ray.cluster_utils import Cluster
 
         logging.getLogger("ray").setLevel(logging.ERROR)
