@@ -203,6 +203,7 @@ def test_real_build_of_a_tiny_slice_resumes_and_exports(ray_local, tmp_path, cap
     grid_order = list(space.enumerate())
     assert [row_architecture(space, r["mixers"]) for r in table["rows"]] == sorted(seeds[:3], key=grid_order.index)
     assert table["recipe"]["subset"] == 64 and table["recipe"]["epochs"] == 1 and table["measure"]["target_res"] == 32
+    assert table["measure"]["clock"] == "thread" and table["protocol"]["timer"] == "thread_time"  # the build's default
     assert table["device_kind"].startswith("cpu:") and table["torch"] and table["code_revision"]
     assert [r["exit_code"] for r in table["build"]["runs"]] == [0, 0]
     assert [r["trained"] for r in table["build"]["runs"]] == [2, 3]  # the resumed run re-trained nothing

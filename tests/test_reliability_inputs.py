@@ -378,3 +378,10 @@ def test_raylet_message_for_a_killed_worker_reaches_the_driver_shortened(ray_loc
     death = [line for line in printed.splitlines() if "worker process died" in line]
     assert death, printed
     assert all(len(line) < 250 and "Worker ID" not in line for line in death), death
+
+
+def test_thread_clock_with_several_threads_per_trial_is_refused(capsys, tmp_path):
+    code, _, err = nas_cli(capsys, "search", "--space", "hybrid_metaformer_tiny", "--budget", "1trials",
+                           "--clock", "thread", "--cpus-per-trial", "2", "--db", str(tmp_path / "nas.db"))
+    assert_one_line_error(code, err, "--clock thread times one CPU thread")
+    assert not (tmp_path / "nas.db").exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import timm
@@ -216,3 +217,34 @@ def test_save_weights_packs_channels_last_tensors(tmp_path):
     saved = load_file(path)
     assert saved.keys() == model.state_dict().keys()
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+class _SleepyModel(nn.Module):
+    """A forward pass that mostly waits: 20 ms off the CPU, as a thread descheduled on a busy machine."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.02)
+        return x.flatten(1).sum(1, keepdim=True)
+
+
+def test_thread_clock_counts_only_the_measuring_threads_cpu_time():
+    settings = dict(target_res=8, throughput_batch=2, warmup=0, repeats=3)
+    wall = measure_speed(_SleepyModel(), "cpu", MeasureSettings(**settings))
+    thread = measure_speed(_SleepyModel(), "cpu", MeasureSettings(**settings, clock="thread"))
+    assert wall.latency_ms >= 20 and thread.latency_ms < 5
+    assert wall.protocol["timer"] == "perf_counter" and thread.protocol["timer"] == "thread_time"
+    assert MeasureSettings(**settings, clock="thread").same_protocol(thread.protocol)
+    assert not MeasureSettings(**settings).same_protocol(thread.protocol)
+    assert not MeasureSettings(**settings, clock="thread").same_protocol(wall.protocol)
+
+
+def test_thread_clock_refuses_several_threads_and_unknown_clocks():
+    with pytest.raises(ValueError, match="measurement clock must be one of wall, thread"):
+        MeasureSettings(clock="cpu")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(ValueError, match="1 torch thread"):
+            measure_speed(_SleepyModel(), "cpu", MeasureSettings(target_res=8, repeats=1, clock="thread"))
+    finally:
+        torch.set_num_threads(previous)

@@ -8,6 +8,7 @@ import sys
 from nas.search.settings import EarlyStopping
 from nas.store import DEFAULT_URL
 from nas.store.engine import display_url
+from nas.trial.measure_settings import CLOCKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     speed.add_argument("--warmup", type=int, help="untimed passes before timing (default 10 on CPU, 50 on GPU)")
     speed.add_argument("--repeats", type=int, help="timed passes, reported as median and IQR "
                                                    "(default 30 on CPU, 100 on GPU)")
+    speed.add_argument("--clock", choices=CLOCKS, help="CPU timer of the timed passes: wall (default) or thread "
+                                                       "(CPU time of the measuring thread, 1 thread per trial; "
+                                                       "not inflated by other jobs on a shared machine)")
 
     where = p.add_argument_group("resources")
     where.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (0.5 packs two "

@@ -105,6 +105,8 @@ def _prepare_new(request: SearchRequest, store: Store | None, db_url: str) -> Pr
     recipe = ProxyRecipe(**{"img_size": space.proxy_res, "seed": seed, **request.recipe_given()})
     on_gpu = gpus > 0 and bool(request.address or local_gpu_count())
     measure = MeasureSettings.defaults_for(on_gpu, **{"target_res": space.target_res, **request.measure_given()})
+    if measure.clock == "thread" and (on_gpu or (request.cpus_per_trial or 1) != 1):
+        raise UsageError("--clock thread times one CPU thread: it needs CPU trials with --cpus-per-trial 1")
     name = request.name or f"{space.name}-{strategy}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     check_search_name(name)
     if store is not None and store.get_search(name) is not None:

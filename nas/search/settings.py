@@ -27,7 +27,7 @@ RECIPE_FLAGS = {"dataset": "dataset", "epochs": "epochs", "proxy_res": "img_size
                 "batch_size": "batch_size", "lr": "lr"}
 MEASURE_FLAGS = {"target_res": "target_res", "max_latency_ms": "max_latency_ms",
                  "min_throughput": "min_throughput", "warmup": "warmup", "repeats": "repeats",
-                 "throughput_batch": "throughput_batch"}
+                 "throughput_batch": "throughput_batch", "clock": "clock"}
 DEFAULT_STRATEGY = "evolution"
 DEFAULT_SEED = 0
 
@@ -81,6 +81,7 @@ class SearchRequest:
     warmup: int | None = None
     repeats: int | None = None
     throughput_batch: int | None = None
+    clock: str | None = None
     gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None
     max_concurrent: int | None = None

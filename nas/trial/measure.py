@@ -5,7 +5,9 @@ are only comparable under the same protocol): eval mode under ``torch.inference_
 ``warmup`` untimed forward passes, then ``repeats`` individually timed passes, reported as
 median and inter-quartile range.  On CUDA each pass is timed with CUDA events (synchronised
 once after the loop), runs under bf16 autocast and channels_last, with cuDNN autotuning on;
-on CPU with ``time.perf_counter``.
+on CPU with ``time.perf_counter``, or with ``clock="thread"`` the measuring thread's CPU time
+(``time.thread_time``; one intra-op thread only, so every op runs in that thread), which a loaded
+machine does not inflate by running other processes in between.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from torch import nn
 
 from backbones.flops import FlopProfile, profile
 from nas.device import device_kind
-from nas.trial.measure_settings import MeasureSettings
+from nas.trial.measure_settings import THREAD_TIMER, MeasureSettings
 from nas.trial.train import amp_context, resolve_speed_settings
 
 __all__ = ["SpeedResult", "measure_speed", "profile_model"]
@@ -50,6 +52,10 @@ def measure_speed(model: nn.Module, device: torch.device | str, settings: Measur
     img_size, latency_batch, throughput_batch = settings.target_res, settings.latency_batch, settings.throughput_batch
     warmup, repeats = settings.warmup, settings.repeats
     device = torch.device(device)
+    if settings.clock == "thread" and (device.type != "cpu" or torch.get_num_threads() != 1):
+        raise ValueError(f"the thread clock times one CPU thread: it needs device cpu and 1 torch thread, got "
+                         f"{device.type} with {torch.get_num_threads()} threads")
+    clock = time.thread_time if settings.clock == "thread" else time.perf_counter
     channels_last, amp_dtype = resolve_speed_settings(device, channels_last, dtype)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     in_chans = getattr(model, "pretrained_cfg", {}).get("input_size", (3,))[0]
@@ -65,8 +71,8 @@ def measure_speed(model: nn.Module, device: torch.device | str, settings: Measur
         with _cudnn_benchmark(device.type == "cuda"), torch.inference_mode(), amp_context(device, amp_dtype):
             run_latency = functools.partial(model, inputs(latency_batch))
             run_throughput = functools.partial(model, inputs(throughput_batch))
-            latency_s = _time_repeats(run_latency, device, warmup, repeats)
-            throughput_s = _time_repeats(run_throughput, device, warmup, repeats)
+            latency_s = _time_repeats(run_latency, device, warmup, repeats, clock)
+            throughput_s = _time_repeats(run_throughput, device, warmup, repeats, clock)
             cudnn_benchmark = torch.backends.cudnn.benchmark
     finally:
         model.train(was_training)
@@ -85,14 +91,16 @@ def measure_speed(model: nn.Module, device: torch.device | str, settings: Measur
         "channels_last": channels_last,
         "torch": torch.__version__,
         "cudnn_benchmark": cudnn_benchmark,
-        "timer": "cuda_event" if device.type == "cuda" else "perf_counter",
+        "timer": "cuda_event" if device.type == "cuda" else
+                 THREAD_TIMER if settings.clock == "thread" else "perf_counter",
         "statistic": "median",
     }
     return SpeedResult(latency_ms=_median(latency_ms), latency_iqr_ms=_iqr(latency_ms),
                        throughput=_median(images_per_s), throughput_iqr=_iqr(images_per_s), protocol=protocol)
 
 
-def _time_repeats(run: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> np.ndarray:
+def _time_repeats(run: Callable[[], Any], device: torch.device, warmup: int, repeats: int,
+                  clock: Callable[[], float] = time.perf_counter) -> np.ndarray:
     """Seconds of each of ``repeats`` timed calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
         run()
@@ -109,9 +117,9 @@ def _time_repeats(run: Callable[[], Any], device: torch.device, warmup: int, rep
         return np.array([start.elapsed_time(end) / 1e3 for start, end in events])
     seconds = np.empty(repeats)
     for i in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         run()
-        seconds[i] = time.perf_counter() - start
+        seconds[i] = clock() - start
     return seconds
 
 

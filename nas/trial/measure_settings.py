@@ -15,7 +15,10 @@ from typing import Any, Mapping
 
 from nas.formatting import fmt
 
-__all__ = ["MeasureSettings"]
+__all__ = ["CLOCKS", "MeasureSettings"]
+
+CLOCKS = ("wall", "thread")
+THREAD_TIMER = "thread_time"  # the protocol's ``timer`` of a measurement taken with clock="thread"
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,18 @@ class MeasureSettings:
     repeats: int = 30
     max_latency_ms: float | None = None  # hard limits: a candidate over them is infeasible, never trained
     min_throughput: float | None = None
+    # CPU clock of the timed passes: "wall" (perf_counter), or "thread" (the calling thread's CPU time:
+    # with one intra-op thread torch computes in that thread, so the time a shared, loaded machine spends
+    # running other processes is not counted; for tabular builds beside other jobs).
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
         for name in ("target_res", "latency_batch", "throughput_batch", "repeats"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"measurement setting {name} must be a positive integer, got {value!r}")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"measurement clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if not _is_int(self.warmup) or self.warmup < 0:
             raise ValueError(f"measurement setting warmup must be an integer >= 0, got {self.warmup!r}")
         for name, flag in (("max_latency_ms", "--max-latency-ms"), ("min_throughput", "--min-throughput")):
@@ -73,11 +82,12 @@ class MeasureSettings:
         return None
 
     def same_protocol(self, protocol: Mapping[str, Any] | None) -> bool:
-        """Whether a stored measurement was taken at this resolution and these batch sizes."""
+        """Whether a stored measurement was taken at this resolution, these batch sizes and with this clock."""
         if not protocol:
             return False
         return (protocol.get("img_size") == self.target_res and protocol.get("latency_batch") == self.latency_batch
-                and protocol.get("throughput_batch") == self.throughput_batch)
+                and protocol.get("throughput_batch") == self.throughput_batch
+                and (protocol.get("timer") == THREAD_TIMER) == (self.clock == "thread"))
 
 
 def _is_int(value: Any) -> bool:
