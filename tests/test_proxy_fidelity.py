@@ -131,6 +131,11 @@ def test_cache_round_trips_and_survives_a_torn_line(tmp_path):
     again = RunCache(path)
     assert again.unreadable == 1
     assert again.get(second.arch_hash, "r" * 16) == second and again.get(second.arch_hash, "other") is None
+    # what a run reports now is what a rerun reads back: the stored (rounded) numbers
+    unrounded = LongRun(entries[2].arch.hash, "r" * 16, (1 / 3,), (0.123456,), 9.87654, "cpu:test x1")
+    stored = again.add(unrounded)
+    assert stored == RunCache(path).get(unrounded.arch_hash, "r" * 16) != unrounded
+    assert stored.val_accuracy == (0.3333,) and stored.epoch_s == (0.12,)
 
 
 def test_a_run_that_raises_is_recorded_as_failed():

@@ -102,8 +102,9 @@ def _report(args: argparse.Namespace, table_path: Path, table: BenchTable, selec
         "selection": {"seed": args.seed, "front": len(selection.front), "random": len(selection.others),
                       "rule": "the table's true front (thinned evenly along it when larger than the count), "
                               "then completed rows off the front drawn with random.Random(seed)"},
-        "proxy": "the table's per-epoch validation accuracy; proxy_vs_long compares final epochs, "
-                 "recorded_vs_long the best epoch of each (what a search records)",
+        "compared": "proxy = the table's per-epoch validation accuracy, long = the long run's; proxy_vs_long "
+                    "compares final epochs, recorded_vs_long the best epoch of each (what a search records), "
+                    "rung1_vs_proxy the first early-stopping rung (epoch 1) with the proxy's final epoch",
         "device": args.device, "workers": args.workers, "threads_per_run": 1, "torch": torch.__version__,
         "code_revision": code_revision(),
         "rows": [r.to_json(long.epochs) for r in rows],

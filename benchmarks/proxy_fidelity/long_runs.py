@@ -86,12 +86,15 @@ class RunCache:
     def get(self, arch_hash: str, recipe_hash: str) -> LongRun | None:
         return self.runs.get((arch_hash, recipe_hash))
 
-    def add(self, run: LongRun) -> None:
+    def add(self, run: LongRun) -> LongRun:
+        """Append ``run``; returns it as stored (rounded), so a report from memory equals one from the file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         torn = self._ends_torn()
+        row = run.to_json()
         with self.path.open("a") as f:
-            f.write(("\n" if torn else "") + json.dumps(run.to_json()) + "\n")
-        self.runs[(run.arch_hash, run.recipe_hash)] = run
+            f.write(("\n" if torn else "") + json.dumps(row) + "\n")
+        stored = self.runs[(run.arch_hash, run.recipe_hash)] = LongRun.from_json(row)
+        return stored
 
     def _ends_torn(self) -> bool:
         """Whether the file ends inside a line (its writer was killed mid-write)."""
@@ -170,7 +173,7 @@ def run_long(entries: Iterable[BenchEntry], recipe: ProxyRecipe, measure: Measur
         return 0
 
     def done(run: LongRun, index: int) -> None:
-        cache.add(run)
+        run = cache.add(run)
         result = run.error or f"final accuracy {run.val_accuracy[-1]:.4f}"
         print(f"[{index}/{len(configs)}] {labels[run.arch_hash]}: {result} ({run.wall_s:.1f} s)", file=out, flush=True)
 
