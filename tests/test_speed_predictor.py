@@ -147,3 +147,31 @@ def test_grid_never_skips_and_strategies_without_limits_build_no_predictor():
     assert grid.predictor is None
     assert create_strategy("mo-evolution", space()).predictor is None
     assert create_strategy("mo-evolution", space(), limits=limits).predictor is not None
+
+
+def test_running_sums_give_the_direct_ridge_solution_also_after_a_measurement_is_replaced():
+    import numpy as np
+
+    predictor = SpeedPredictor(space(), ridge=0.1)
+    archs = sample(50, seed=5)
+    measured = {}
+    for i, arch in enumerate(archs + archs[:5]):  # the first five measured twice: the second replaces the first
+        latency = true_latency(arch, noise=0.2) * (1.5 if i >= len(archs) else 1.0)
+        predictor.observe(arch, latency, 3000.0 / latency)
+        measured[arch] = latency
+    x = np.array([predictor.features(a) for a in measured])
+    y = np.array([[math.log10(v), -math.log10(3000.0 / v)] for v in measured.values()])
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    gram_inverse = np.linalg.inv(xc.T @ xc + 0.1 * np.eye(x.shape[1]))
+    weights = gram_inverse @ xc.T @ yc
+    leverage = np.einsum("ij,ij->i", xc @ gram_inverse, xc) + 1.0 / len(x)
+    errors = np.maximum(np.sqrt((((yc - xc @ weights) / (1 - leverage)[:, None]) ** 2).mean(axis=0)), MIN_LOG_ERROR)
+    for arch in sample(10, seed=6):
+        expected = (predictor.features(arch) - x.mean(axis=0)) @ weights + y.mean(axis=0)
+        got = predictor.predict(arch)
+        assert math.log10(got.latency_ms) == pytest.approx(expected[0], abs=1e-9)
+        assert -math.log10(got.throughput) == pytest.approx(expected[1], abs=1e-9)
+        assert (got.latency_log_error, got.throughput_log_error) == pytest.approx(tuple(errors), abs=1e-9)
+        cheap = predictor.predict(arch, with_errors=False)
+        assert cheap.latency_ms == got.latency_ms and math.isnan(cheap.latency_log_error)
+        assert cheap.beyond(SpeedLimits(max_latency_ms=got.latency_ms / 2), 0.0) == pytest.approx(math.log10(2))

@@ -18,90 +18,27 @@ the rung before it plus itself, is within the top n/``reduction_factor``; the fi
 rung always continues (as in ASHA, decisions are final and never revisited).  The speed comes
 from the trial's ``measure`` report, which every trial sends before its first epoch.  A resumed
 search refills the rungs from the store (``MOASHAScheduler.restore``), so its decisions go on
-from where the killed run left them.
+from where the killed run left them.  The order and its incremental form live in ``nas.search.rung``.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from nas.objectives import Outcome, SpeedObjective
+from nas.search.rung import Point, Rung, epsilon_net_order, promotes, promotion_order
 from nas.store.records import TrialRecord
-from nas.strategies.pareto_rank import non_dominated_fronts
 from nas.trial.progress import MEASURE_PHASE, TrialProgress
 
 __all__ = ["MOASHAScheduler", "epsilon_net_order", "promotes", "promotion_order", "rung_milestones"]
-
-Point = tuple[float, float]  # (accuracy at the rung, speed objective), both maximised
 
 
 def rung_milestones(grace_period: int, reduction_factor: float, max_t: int) -> list[float]:
     """Rung levels, ascending: grace_period x reduction_factor^k up to ``max_t`` (ASHA's rungs)."""
     count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
     return [grace_period * reduction_factor ** k for k in range(count)]
-
-
-def _scaled(points: Sequence[Sequence[float]]) -> list[list[float]]:
-    """Each objective mapped onto [0, 1] over the points' range (a constant objective maps to 0);
-    a non-finite value (a speed never measured) maps below every finite one, to -1."""
-    columns = list(zip(*points))
-    out = [[0.0] * len(columns) for _ in points]
-    for k, column in enumerate(columns):
-        finite = [v for v in column if math.isfinite(v)]
-        low = min(finite, default=0.0)
-        span = (max(finite, default=0.0) - low) or 1.0
-        for i, value in enumerate(column):
-            out[i][k] = (value - low) / span if math.isfinite(value) else -1.0
-    return out
-
-
-def epsilon_net_order(points: Sequence[Sequence[float]], members: Sequence[int],
-                      scaled: Sequence[Sequence[float]] | None = None) -> list[int]:
-    """``members`` (indices of ``points``) in epsilon-net order: the best on the first objective
-    first, then each time the member farthest from all those already ordered (ties: lowest index).
-
-    Distances use ``points`` scaled per objective to their range (``scaled``, computed if not
-    given), so accuracy and log speed weigh alike whatever their units.
-    """
-    if not members:
-        return []
-    scaled = _scaled(points) if scaled is None else scaled
-    remaining = sorted(members)
-    first = max(remaining, key=lambda i: (points[i][0], -i))
-    order = [first]
-    remaining.remove(first)
-    nearest = {i: math.dist(scaled[i], scaled[first]) for i in remaining}
-    while remaining:
-        chosen = max(remaining, key=lambda i: (nearest[i], -i))
-        order.append(chosen)
-        remaining.remove(chosen)
-        for i in remaining:
-            nearest[i] = min(nearest[i], math.dist(scaled[i], scaled[chosen]))
-    return order
-
-
-def promotion_order(points: Sequence[Sequence[float]]) -> list[int]:
-    """Every index of ``points`` (all objectives maximised), best first: non-dominated fronts in
-    order, each in epsilon-net order."""
-    scaled = _scaled(points)
-    return [i for front in non_dominated_fronts(points) for i in epsilon_net_order(points, front, scaled)]
-
-
-def promotes(recorded: Sequence[Point], candidate: Point, reduction_factor: float) -> bool:
-    """Whether a trial arriving at a rung with ``candidate`` continues, given the points recorded
-    there before it: its position in ``promotion_order`` must be within the top n/``reduction_factor``
-    of those n points (only the fronts up to its own are ordered)."""
-    points = [*recorded, candidate]
-    top, me, ahead = len(points) / reduction_factor, len(recorded), 0
-    for front in non_dominated_fronts(points):
-        if me in front:
-            return ahead + epsilon_net_order(points, front, _scaled(points)).index(me) < top
-        ahead += len(front)
-        if ahead >= top:
-            return False
-    raise AssertionError("non-dominated sorting lost a point")  # every index is in one front
 
 
 class MOASHAScheduler(FIFOScheduler):
@@ -125,8 +62,7 @@ class MOASHAScheduler(FIFOScheduler):
         self._max_t = max_t
         self._reduction_factor = float(reduction_factor)
         self._objective = SpeedObjective(objective)
-        self._rungs: dict[float, dict[str, Point]] = {m: {} for m in rung_milestones(grace_period,
-                                                                                      reduction_factor, max_t)}
+        self._rungs: dict[float, Rung] = {m: Rung() for m in rung_milestones(grace_period, reduction_factor, max_t)}
         self._progress: dict[str, TrialProgress] = {}  # what each running trial has reported (its speed)
         self._num_stopped = 0
 
@@ -136,7 +72,7 @@ class MOASHAScheduler(FIFOScheduler):
 
     def rung_points(self, milestone: float) -> dict[str, Point]:
         """The points recorded at a rung, by trial id (a copy)."""
-        return dict(self._rungs[milestone])
+        return dict(self._rungs[milestone].points)
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return metric in (None, self._metric) and mode in (None, "max")
@@ -156,9 +92,8 @@ class MOASHAScheduler(FIFOScheduler):
         if rung is None:
             return TrialScheduler.CONTINUE
         point = self._point(progress, result[self._metric])
-        action = (TrialScheduler.CONTINUE if promotes(list(rung.values()), point, self._reduction_factor)
-                  else TrialScheduler.STOP)
-        rung[trial.trial_id] = point
+        action = TrialScheduler.CONTINUE if rung.promotes(point, self._reduction_factor) else TrialScheduler.STOP
+        rung.add(trial.trial_id, point)
         if action == TrialScheduler.STOP:
             self._num_stopped += 1
         return action
@@ -171,7 +106,7 @@ class MOASHAScheduler(FIFOScheduler):
             return
         rung = self._open_rung(trial.trial_id, result[self._time_attr])
         if rung is not None:  # a trial that trained to the end still informs later decisions
-            rung[trial.trial_id] = self._point(progress, result[self._metric])
+            rung.add(trial.trial_id, self._point(progress, result[self._metric]))
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         self._progress.pop(trial.trial_id, None)
@@ -194,14 +129,14 @@ class MOASHAScheduler(FIFOScheduler):
             accuracy_at = {e.epoch: e.val_accuracy for e in trial.epochs}
             reached = [m for m in self._rungs if int(m) in accuracy_at and accuracy_at[int(m)] is not None]
             for milestone in reached:
-                self._rungs[milestone][f"stored:{trial.id}"] = self._point(progress, accuracy_at[int(milestone)])
+                self._rungs[milestone].add(f"stored:{trial.id}", self._point(progress, accuracy_at[int(milestone)]))
             restored += bool(reached)
         return restored
 
-    def _open_rung(self, trial_id: str, time: float) -> dict[str, Point] | None:
+    def _open_rung(self, trial_id: str, time: float) -> Rung | None:
         """The highest rung reached by ``time`` where this trial is not recorded yet (None: no rung to decide)."""
         for milestone in sorted(self._rungs, reverse=True):
-            if time >= milestone and trial_id not in self._rungs[milestone]:
+            if time >= milestone and trial_id not in self._rungs[milestone].points:
                 return self._rungs[milestone]
         return None
 

@@ -146,7 +146,7 @@ class Strategy(ABC):
     def _predicted_excess(self, arch: Architecture) -> float:
         if self.predictor is None:
             return 0.0
-        prediction = self.predictor.predict(arch)
+        prediction = self.predictor.predict(arch, with_errors=PREDICTION_TOLERANCE > 0)
         return 0.0 if prediction is None else prediction.beyond(self.limits, PREDICTION_TOLERANCE)
 
     def _random_unseen(self, tries: int = 64) -> Architecture | None:

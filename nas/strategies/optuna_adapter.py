@@ -100,7 +100,7 @@ class _OptunaStrategy(Strategy):
 
     def _on_skipped(self, arch: Architecture) -> None:
         trial = self._asked.pop(arch, None)
-        prediction = self.predictor.predict(arch) if self.predictor is not None else None
+        prediction = self.predictor.predict(arch, with_errors=False) if self.predictor is not None else None
         if trial is None or prediction is None:
             return
         self._finish(trial, Outcome.infeasible(prediction.throughput, prediction.latency_ms))

@@ -10,6 +10,12 @@ the limits are ratios.
 The error estimate is the leave-one-out RMS error of the fit (closed form for ridge), floored;
 ``SpeedPrediction.beyond`` subtracts ``tolerance`` such errors before calling a candidate
 outside a limit, so only candidates predicted *far* outside are skipped.
+
+A refit costs the same at 10 or 10,000 measurements: the normal equations are kept as running
+sums (``observe`` adds one row's outer product), so solving them is one small system of the
+feature count.  The leave-one-out error needs every row's residual, so it is computed only for a
+prediction that asks for it (``with_errors``), once per fit; a strategy skipping at tolerance 0
+never does.
 """
 from __future__ import annotations
 
@@ -37,14 +43,15 @@ class SpeedPrediction:
 
     def beyond(self, limits: SpeedLimits, tolerance: float) -> float:
         """How far (log10) the prediction lies outside ``limits`` after allowing ``tolerance``
-        errors on each side; 0 when it might be inside."""
+        errors on each side; 0 when it might be inside.  Tolerance 0 needs no errors (a prediction
+        made without them has NaN errors)."""
         total = 0.0
         if limits.max_latency_ms is not None:
             gap = math.log10(self.latency_ms / limits.max_latency_ms)
-            total += max(0.0, gap - tolerance * self.latency_log_error)
+            total += max(0.0, gap - (tolerance * self.latency_log_error if tolerance else 0.0))
         if limits.min_throughput is not None:
             gap = math.log10(limits.min_throughput / self.throughput)
-            total += max(0.0, gap - tolerance * self.throughput_log_error)
+            total += max(0.0, gap - (tolerance * self.throughput_log_error if tolerance else 0.0))
         return total
 
 
@@ -65,11 +72,17 @@ class SpeedPredictor:
             keys += [(i, "cell", m, d, w) for m in stage.mixers for d in stage.depths for w in stage.widths]
             for key in keys:
                 self._columns.setdefault(key, len(self._columns))
-        # The observed, one row each, appended in place (a refit per proposal must not rebuild them):
+        # The observed, one row each, appended in place (for the leave-one-out errors):
         self._index: dict[Architecture, int] = {}  # arch -> row
         self._x = np.zeros((64, len(self._columns)))  # features
         self._y = np.zeros((64, 2))  # (log10 latency, log10 s/img)
-        self._fit: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # weights, mean, LOO errors
+        # Running sums of the normal equations: x'x, x'y, x and y over the rows.
+        self._xx = np.zeros((len(self._columns), len(self._columns)))
+        self._xy = np.zeros((len(self._columns), 2))
+        self._x_sum = np.zeros(len(self._columns))
+        self._y_sum = np.zeros(2)
+        self._fit: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # weights, intercept, inverse Gram
+        self._errors: np.ndarray | None = None  # leave-one-out errors of the current fit
 
     def __len__(self) -> int:
         return len(self._index)
@@ -84,9 +97,16 @@ class SpeedPredictor:
             if row == len(self._x):
                 self._x = np.concatenate([self._x, np.zeros_like(self._x)])
                 self._y = np.concatenate([self._y, np.zeros_like(self._y)])
-            self._x[row] = self.features(arch)
+            x = self._x[row] = self.features(arch)
+            self._xx += np.outer(x, x)
+            self._x_sum += x
+        else:  # a new measurement of a known row replaces its old one in the sums
+            self._xy -= np.outer(self._x[row], self._y[row])
+            self._y_sum -= self._y[row]
         self._y[row] = (math.log10(latency_ms), -math.log10(throughput))
-        self._fit = None
+        self._xy += np.outer(self._x[row], self._y[row])
+        self._y_sum += self._y[row]
+        self._fit = self._errors = None
 
     def features(self, arch: Architecture) -> np.ndarray:
         x = np.zeros(len(self._columns))
@@ -98,26 +118,37 @@ class SpeedPredictor:
                     x[column] = self.cell_scale if key[1] == "cell" else 1.0
         return x
 
-    def predict(self, arch: Architecture) -> SpeedPrediction | None:
-        """The predicted speed of ``arch``; None until ``min_trials`` measurements are in."""
+    def predict(self, arch: Architecture, *, with_errors: bool = True) -> SpeedPrediction | None:
+        """The predicted speed of ``arch``; None until ``min_trials`` measurements are in.  Without
+        ``with_errors`` the leave-one-out errors (which cost a pass over every row) are NaN."""
         if len(self._index) < self.min_trials:
             return None
         if self._fit is None:
             self._fit = self._solve()
-        weights, mean, errors = self._fit
-        log_latency, log_seconds = self.features(arch) @ weights + mean
+        weights, intercept, _ = self._fit
+        log_latency, log_seconds = self.features(arch) @ weights + intercept
+        errors = self._leave_one_out_errors() if with_errors else (math.nan, math.nan)
         return SpeedPrediction(latency_ms=10.0 ** log_latency, throughput=10.0 ** -log_seconds,
                                latency_log_error=float(errors[0]), throughput_log_error=float(errors[1]))
 
     def _solve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centred ridge (the intercept is not shrunk) from the running sums."""
         n = len(self._index)
-        x, y = self._x[:n], self._y[:n]
-        x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-        xc = x - x_mean  # centred: the intercept is not shrunk
+        x_mean, y_mean = self._x_sum / n, self._y_sum / n
+        gram = self._xx - n * np.outer(x_mean, x_mean) + self.ridge * np.eye(len(x_mean))
         with _THREADPOOLS.limit(limits=1, user_api="blas"):  # a small system: BLAS threads only contend with trials
-            gram_inverse = np.linalg.inv(xc.T @ xc + self.ridge * np.eye(x.shape[1]))
-        weights = gram_inverse @ xc.T @ (y - y_mean)
-        leverage = np.einsum("ij,ij->i", xc @ gram_inverse, xc) + 1.0 / n  # one matrix product
-        residuals = (y - y_mean - xc @ weights) / np.maximum(1.0 - leverage, 1e-6)[:, None]
-        errors = np.maximum(np.sqrt((residuals ** 2).mean(axis=0)), MIN_LOG_ERROR)
-        return weights, y_mean - x_mean @ weights, errors
+            gram_inverse = np.linalg.inv(gram)
+        weights = gram_inverse @ (self._xy - n * np.outer(x_mean, y_mean))
+        return weights, y_mean - x_mean @ weights, gram_inverse
+
+    def _leave_one_out_errors(self) -> np.ndarray:
+        """Leave-one-out RMS error of each target under the current fit (closed form), floored."""
+        if self._errors is None:
+            weights, intercept, gram_inverse = self._fit
+            n = len(self._index)
+            x, y = self._x[:n], self._y[:n]
+            xc = x - self._x_sum / n
+            leverage = np.einsum("ij,ij->i", xc @ gram_inverse, xc) + 1.0 / n  # one matrix product
+            residuals = (y - x @ weights - intercept) / np.maximum(1.0 - leverage, 1e-6)[:, None]
+            self._errors = np.maximum(np.sqrt((residuals ** 2).mean(axis=0)), MIN_LOG_ERROR)
+        return self._errors
