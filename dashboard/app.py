@@ -8,8 +8,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import panels
-from dashboard.data import (REFRESH_SECONDS, db_url_from_process, fetch_references, fetch_searches,
+from dashboard.data import (REFRESH_SECONDS, db_url_from_process, fetch_references, fetch_refinements, fetch_searches,
                             fetch_trial_snapshot, trials_frame_of)
+from dashboard.refinements import render_fidelity, with_refinements
 from dashboard.frames import stage_count
 from nas.front import summarise
 from nas.references import search_device_kinds
@@ -50,6 +51,7 @@ def search_view() -> None:
         version, trials = fetch_trial_snapshot(db_url, search_name)
         references = fetch_references(db_url, search_name, tuple(sorted(search_device_kinds(search, trials)))) \
             if search is not None else []
+        refined = fetch_refinements(db_url, search_name)
     except StoreError as exc:
         st.warning(f"Cannot read the database right now ({exc}); retrying on the next refresh.")
         return
@@ -60,8 +62,9 @@ def search_view() -> None:
         st.rerun()  # the search started or stopped: rebuild the page with (or without) live refresh
     st.header(f"Search {search_name}")
     include_stopped = panels.render_front_toggle(trials)
-    df = trials_frame_of(db_url, search_name, version, include_stopped, trials)
+    df = with_refinements(trials_frame_of(db_url, search_name, version, include_stopped, trials), refined)
     panels.render_summary(search, summarise(trials, include_stopped))
+    render_fidelity(refined, trials, search.setting("recipe", "epochs"))
     if df.empty:
         st.info("No trials recorded yet." + (" Waiting for the first result…" if started_running else ""))
         return

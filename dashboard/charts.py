@@ -18,6 +18,7 @@ from nas.store import EpochRecord, ReferenceMeasurement, TrialStatus
 
 from .frames import ArchView
 from .reference_lines import add_reference_lines
+from .refinements import add_refined_markers
 
 STATUS_STYLE: dict[str, dict] = {
     TrialStatus.COMPLETED.value: {"rank": 100, "label": "completed", "color": "#2563eb", "symbol": "circle"},
@@ -203,6 +204,7 @@ def pareto_figure(df: pd.DataFrame, *, throughput_title: str, accuracy_title: st
             unselected={"marker": {"opacity": 1}},  # the front stays visible while a point is selected
             customdata=_hover_frame(front).to_numpy(), hovertemplate=_HOVER + hover_acc + "<extra>front</extra>",
             legendrank=700, meta={"role": "front"}), **row1)
+    add_refined_markers(fig, df[on_chart], subplot=row1)
     if min_throughput:
         accs = df["accuracy"].dropna()
         low, high = (accs.min(), accs.max()) if len(accs) else (0.0, 100.0)

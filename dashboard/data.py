@@ -24,7 +24,8 @@ from dashboard.frames import trials_frame
 from dashboard.trial_cache import TrialCache
 from nas.references import references_for_search
 from nas.store import (
-    DEFAULT_URL, ReferenceMeasurement, SearchRecord, Store, StoreError, TrialRecord, normalise_url, open_store,
+    DEFAULT_URL, ReferenceMeasurement, RefinementRecord, SearchRecord, Store, StoreError, TrialRecord, normalise_url,
+    open_store, refinements,
 )
 from nas.store.engine import display_url, error_line
 REFRESH_SECONDS = 2  # live-refresh period of a running search; also the query cache TTL
@@ -106,6 +107,12 @@ def fetch_references(url: str, search: str, device_kinds: tuple[str, ...]) -> li
         record = store.get_search(search)
         return references_for_search(store, record, device_kinds) if record is not None else []
     return _read(url, query)
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def fetch_refinements(url: str, search: str) -> list[RefinementRecord]:
+    """The search's trials retrained at more epochs (``nas refine``)."""
+    return _read(url, lambda store: refinements(store, search=search))
 
 
 def db_url_from_process() -> str:

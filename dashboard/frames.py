@@ -20,7 +20,7 @@ from nas.store import TrialRecord, TrialStatus
 UNREADABLE = "(unreadable arch)"
 TRIAL_COLUMNS = ["id", "number", "status", "seed_name", "reused_from", "mixers", "depths", "dims", "accuracy",
                  "throughput", "latency_ms", "latency_iqr_ms", "params_m", "gmacs", "epochs_done", "epochs_planned", "stopped_at_epoch", "device_hours",
-                 "on_front", "finished_at", "error"]
+                 "on_front", "finished_at", "error", "refined_accuracy", "refined_epochs"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,7 @@ def _trial_row(t: TrialRecord, n_stages: int) -> dict:
         "stopped_at_epoch": (t.epochs_done or 0) if t.status == TrialStatus.STOPPED else None,
         "device_hours": _number(t.device_hours), "on_front": False,
         "finished_at": t.finished_at, "error": t.error,
+        "refined_accuracy": math.nan, "refined_epochs": None,  # filled by dashboard.refinements (nas refine)
     }
     for i in range(n_stages):
         row[stage_column(i + 1)] = arch.mixers[i] if i < len(arch.mixers) else None

@@ -33,6 +33,9 @@ _TABLE_COLUMNS = {  # most telling first: the mixers and the two objectives
     "status": "Status",
     "mixers": st.column_config.TextColumn("Mixers per stage", width="medium"),
     "accuracy": st.column_config.NumberColumn("Accuracy (%)", format="%.2f"),
+    "refined_accuracy": st.column_config.NumberColumn(
+        "Refined accuracy (%)", format="%.2f", help="`nas refine`: accuracy when retrained at more epochs"),
+    "refined_epochs": st.column_config.NumberColumn("Refined epochs", format="%d"),
     "throughput": st.column_config.NumberColumn("Throughput (img/s)", format="%.0f"),
     "on_front": st.column_config.CheckboxColumn("On front"),
     "seed_name": st.column_config.TextColumn("Seed design", width="small"),

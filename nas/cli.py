@@ -14,6 +14,7 @@ import sys
 # sub-command modules, in help order
 _COMMANDS = (
     "nas.commands.search",    # nas search
+    "nas.commands.refine",    # nas refine
     "nas.commands.results",   # nas trials / pareto / show
     "nas.commands.export",    # nas export
     "nas.commands.references",  # nas show-reference

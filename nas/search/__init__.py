@@ -4,7 +4,8 @@
 Tune (``run``: the Tune experiment; ``searcher``: strategies as a Tune searcher; ``recorder``:
 store rows and budget charges; ``callback``: Tune events to the recorder; ``trainable`` and
 ``device_lock``: the trial process; ``tabular``: trials answered from a tabular benchmark;
-``report``: what is printed, free of Ray).
+``report``: what is printed, free of Ray; ``refine`` and ``refine_recorder``: ``nas refine``, the
+same trial path over a fixed list of trials retrained at more epochs).
 
 The names below load on first use (PEP 562), so a trial process, which imports only
 ``nas.search.trainable``, does not load the driver (store, datasets, strategies).

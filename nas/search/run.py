@@ -35,12 +35,15 @@ from nas.search.ray_session import configure_ray_env, connect_ray, disconnect_ra
 from nas.search.recorder import INTERRUPTED_ERROR, SearchRecorder, left_without_outcome
 from nas.search.references import measure_references_beside_search
 from nas.search.report import SearchSummary
+from nas.search.settings import Resources
 from nas.search.signals import sigterm_like_sigint
 from nas.store import DriverId, SearchRecord, SearchStatus, Store, StoreError, open_store
 from nas.strategies import Strategy
+from nas.trial.measure_settings import MeasureSettings
+from nas.trial.recipe import ProxyRecipe
 from search_spaces import Architecture, SearchSpace
 
-__all__ = ["INTERRUPTED_ERROR", "replay_stored_trials", "run_search", "trial_dirname"]
+__all__ = ["INTERRUPTED_ERROR", "replay_stored_trials", "run_search", "trial_config_maker", "trial_dirname"]
 
 
 def run_search(prepared: PreparedSearch, out: TextIO | None = sys.stdout) -> SearchSummary:
@@ -185,13 +188,18 @@ def replay_stored_trials(store: Store, search: SearchRecord, tracker: BudgetTrac
 
 
 def _config_maker(prepared: PreparedSearch):
-    recipe, measure = prepared.settings.recipe.to_dict(), prepared.settings.measure.to_dict()
-    threads = max(1, int(prepared.resources.cpus_per_trial))
-    data_dir = prepared.resources.data_dir
+    return trial_config_maker(prepared.settings.recipe, prepared.settings.measure, prepared.resources)
+
+
+def trial_config_maker(recipe: ProxyRecipe, measure: MeasureSettings, resources: Resources):
+    """``make_config(arch, seed_name)``: the Tune config ``train_candidate`` runs (a search's, or a refine's)."""
+    recipe_dict, measure_dict = recipe.to_dict(), measure.to_dict()
+    threads = max(1, int(resources.cpus_per_trial))
+    data_dir = resources.data_dir
     lock_dir = os.environ.get(LOCK_DIR_ENV) or None  # the same setting on every node
 
     def make_config(arch: Architecture, seed_name: str | None) -> dict[str, Any]:
-        return {"arch": arch.to_dict(), "recipe": recipe, "measure": measure, "cpus": threads,
+        return {"arch": arch.to_dict(), "recipe": recipe_dict, "measure": measure_dict, "cpus": threads,
                 "data_dir": data_dir, "download": False, "seed_name": seed_name, "lock_dir": lock_dir}
 
     return make_config

@@ -8,6 +8,9 @@ from .records import (
 )
 from .repository import Store, open_store
 from .references import ReferenceMeasurement, record_reference, reference_measurements
+from .refinements import (
+    RefinementRecord, finish_refinement, record_refinement_epoch, refinements, start_refinement,
+)
 
 __all__ = [
     "DEFAULT_URL", "StoreError", "make_engine", "normalise_url", "Store", "open_store",
@@ -15,4 +18,5 @@ __all__ = [
     "FEASIBLE_STATES", "EPOCH_METRICS", "EpochRecord", "Measurement", "SearchRecord", "SearchStatus",
     "TrialRecord", "TrialStatus", "DriverId", "DriverLease", "SearchBusyError",
     "ReferenceMeasurement", "record_reference", "reference_measurements",
+    "RefinementRecord", "finish_refinement", "record_refinement_epoch", "refinements", "start_refinement",
 ]

@@ -65,10 +65,40 @@ def _add_reference_measurements(conn: Connection) -> None:
     metadata.tables["reference_measurements"].create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_search_leases, 2: _add_reference_measurements}
+def _add_refinements(conn: Connection) -> None:
+    """3 -> 4: the ``refinements`` table (trials retrained at a higher fidelity by ``nas refine``)."""
+    if "refinements" in inspect(conn).get_table_names():
+        return
+    metadata = MetaData()
+    Table("trials", metadata, Column("id", Integer, primary_key=True))
+    Table("refinements", metadata,
+          Column("id", Integer, primary_key=True),
+          Column("trial_id", Integer, ForeignKey("trials.id", name="fk_refinements_trial_id_trials"),
+                 nullable=False, index=True),
+          Column("epochs", Integer, nullable=False),
+          Column("recipe_json", Text, nullable=False),
+          Column("recipe_hash", String(64), nullable=False),
+          Column("status", String(16), nullable=False),
+          Column("accuracy", Float, nullable=True),
+          Column("epochs_done", Integer, nullable=False),
+          Column("curve_json", Text, nullable=False),
+          Column("device_kind", String(200), nullable=True),
+          Column("devices_held", Float, nullable=False),
+          Column("device_hours", Float, nullable=False),
+          Column("weights_path", Text, nullable=True),
+          Column("error", Text, nullable=True),
+          Column("tune_trial_id", String(64), nullable=True),
+          Column("started_at", DateTime, nullable=False),
+          Column("finished_at", DateTime, nullable=True),
+          UniqueConstraint("trial_id", "recipe_hash", name="uq_refinements_trial_recipe"))
+    metadata.tables["refinements"].create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_search_leases, 2: _add_reference_measurements,
+                                                       3: _add_refinements}
 # Old versions today's readers can read as they are (later versions only added tables): a store of
 # such a version that cannot be upgraded (read-only) is still opened for reading.
-READABLE_OLD_VERSIONS = frozenset({1, 2})
+READABLE_OLD_VERSIONS = frozenset({1, 2, 3})
 
 
 def migrate(engine: Engine, from_version: int, library_version: str) -> None:

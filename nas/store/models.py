@@ -3,7 +3,8 @@
 Modelled on Optuna's RDB storage split (``optuna/storages/_rdb/models.py``): one row per search,
 one per trial, one per reported epoch, plus a schema-version table that is checked on open
 (older stores are migrated in place by ``nas.store.migrations``), plus one lease row per
-search that a driver is running, plus the seed papers' reference models measured on each device kind.
+search that a driver is running, plus the seed papers' reference models measured on each device kind,
+plus the refinements (``nas refine``: a trial retrained at a higher fidelity, linked to it).
 All JSON columns hold canonical JSON text so any SQLAlchemy backend (SQLite, PostgreSQL) works.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .records import SearchStatus, TrialStatus
 
-SCHEMA_VERSION = 3  # 2: search_leases (one driver per search); 3: reference_measurements
+SCHEMA_VERSION = 4  # 2: search_leases (one driver per search); 3: reference_measurements; 4: refinements
 
 
 def utcnow() -> dt.datetime:
@@ -163,3 +164,31 @@ class ReferenceMeasurementRow(Base):
     measured_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     protocol: Mapped[MeasurementProtocol] = relationship()
+
+
+class RefinementRow(Base):
+    """A trial retrained at a higher fidelity (``nas refine``): the same architecture and recipe with more
+    epochs, linked to the trial whose proxy accuracy it checks.
+
+    One row per (trial, refined recipe): a refine asked again for the same epochs reuses a completed
+    row and retrains a failed one in place.  The original trial row is never changed.
+    """
+    __tablename__ = "refinements"
+    __table_args__ = (UniqueConstraint("trial_id", "recipe_hash", name="uq_refinements_trial_recipe"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"), index=True)  # the proxy-fidelity trial
+    epochs: Mapped[int] = mapped_column(Integer)                  # the refined recipe's epochs (the fidelity)
+    recipe_json: Mapped[str] = mapped_column(Text)                # the trial's recipe with ``epochs`` raised
+    recipe_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=TrialStatus.RUNNING.value)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)  # best validation accuracy, 0..1
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    curve_json: Mapped[str] = mapped_column(Text, default="[]")   # per-epoch metrics (EPOCH_METRICS + epoch)
+    device_kind: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    devices_held: Mapped[float] = mapped_column(Float, default=0.0)
+    device_hours: Mapped[float] = mapped_column(Float, default=0.0)  # wall time x devices held
+    weights_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tune_trial_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
