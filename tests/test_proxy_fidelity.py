@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 
 import pytest
 
@@ -176,7 +177,10 @@ def test_long_recipe_is_the_table_recipe_at_factor_epochs_without_speed_limits()
     assert measure.max_latency_ms is None and measure.repeats == 2 and measure.target_res == 32
 
 
-def test_real_long_runs_resume_from_the_cache(tmp_path, capsys):
+def test_real_long_runs_resume_from_the_cache(tmp_path, capsys, monkeypatch):
+    # Spawned pool workers re-run the parent's __main__ file; in a pytest session that may be a
+    # script an earlier test ran as __main__ (Streamlit's AppTest), not this benchmark's entry point.
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
     table_path = _write(_tiny_table(), tmp_path / "table.json")
     out = tmp_path / "fidelity.json"
     common = ["--table", str(table_path), "--json", str(out), "--architectures", "3", "--factor", "2"]
