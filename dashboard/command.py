@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from backbones import NO_MODELS_ENV
 from dashboard import DB_ENV
 from nas.errors import UsageError
 from nas.store import DEFAULT_URL, normalise_url, open_store
@@ -44,7 +45,9 @@ def streamlit_command(host: str, port: int) -> list[str]:
 
 
 def streamlit_env(url: str) -> dict[str, str]:
-    return {**os.environ, DB_ENV: url}
+    """The Streamlit process's environment: the database URL, and no model code (``NO_MODELS_ENV``: the
+    page only reads the store, and importing torch and timm would cost its first load seconds)."""
+    return {**os.environ, DB_ENV: url, NO_MODELS_ENV: "1"}
 
 
 def check_listen_address(host: str, port: int) -> None:

@@ -6,7 +6,9 @@ work afterwards.  Heavier pieces (Ray driver, store, dashboard) load on demand.
 
 Test-only exception: with ``MIXER_NAS_TABULAR`` set (trials answered from a tabular benchmark,
 ``nas.search.tabular``) nothing is registered, so the trial processes of a simulated pool build
-no model and stay free of torch (64 of them would otherwise hold about 400 MB each).
+no model and stay free of torch (64 of them would otherwise hold about 400 MB each).  The same holds
+with ``MIXER_NAS_NO_MODELS`` set (``nas dashboard`` sets it for its Streamlit process, which only
+reads stores: importing torch and timm cost its first page seconds).
 """
 from __future__ import annotations
 
@@ -14,5 +16,5 @@ import os
 
 __version__ = "0.1.0"
 
-if not os.environ.get("MIXER_NAS_TABULAR"):
+if not os.environ.get("MIXER_NAS_TABULAR") and not os.environ.get("MIXER_NAS_NO_MODELS"):
     import backbones  # noqa: F401  (registers the timm models)

@@ -131,3 +131,44 @@ def test_the_page_ships_one_page_of_the_table_and_samples_the_charts(monkeypatch
     at.checkbox(key="chart_all_points").check().run()
     assert "The charts draw" not in " ".join(c.value for c in at.caption)
     assert isinstance(at.dataframe[0].value, pd.DataFrame)
+
+
+def test_hypervolume_frame_keeps_the_steps_of_the_full_history():
+    """Only the trials that changed the hypervolume (and the last one) are shipped; as a step line
+    they draw the same curve as one point per finished trial."""
+    from nas.front import hypervolume_history
+
+    from dashboard.frames import hypervolume_frame
+
+    rows = [dataclasses.replace(_record(i, accuracy=0.3 + 0.5 * ((i * 37) % 101) / 101,
+                                        throughput=float(1 + (i * 53) % 97)),
+                                finished_at=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}", device_hours=0.01)
+            for i in range(1, 400)]
+    full = hypervolume_history(rows)
+    steps = hypervolume_frame(rows)
+    assert 2 < len(steps) < len(full) / 4
+    assert (steps["device_hours"].iloc[0], steps["hypervolume"].iloc[0]) == full[0]
+    assert (steps["device_hours"].iloc[-1], steps["hypervolume"].iloc[-1]) == full[-1]
+    for hours, value in full:  # the step line ("hv": flat until the next point) at every finished trial
+        drawn = steps.loc[steps["device_hours"] <= hours + 1e-12, "hypervolume"].iloc[-1]
+        assert drawn == value
+    assert hypervolume_frame([]).empty
+
+
+def test_the_dashboard_process_imports_no_model_code():
+    """``nas dashboard`` starts Streamlit with ``MIXER_NAS_NO_MODELS``: the store, the front and the
+    reference labels load without torch (seconds of the first page on a small machine)."""
+    import subprocess
+    import sys
+
+    from backbones import NO_MODELS_ENV
+    from dashboard.command import streamlit_env
+
+    env = streamlit_env("sqlite:///x.db")
+    assert env[NO_MODELS_ENV] == "1"
+    code = ("import sys, nas, nas.store, nas.front, nas.references, backbones.references, dashboard.frames, "
+            "dashboard.trial_cache; print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

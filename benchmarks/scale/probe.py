@@ -91,12 +91,14 @@ def main(argv: list[str]) -> int:
     probe.install()
     from nas.cli import main as nas_main
 
-    profile_path = os.environ.get("SCALE_PROBE_PROFILE")  # a cProfile of the driver's main thread, for digging
+    # SCALE_PROBE_PROFILE=DIR: a cProfile of the driver's main thread in CPU time (waits on Ray cost
+    # nothing), written to DIR/<search>-<STATS name>.prof, for digging into what a trial costs the driver.
+    profile_dir = os.environ.get("SCALE_PROBE_PROFILE")
     profiler = None
-    if profile_path:
+    if profile_dir:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)
         profiler.enable()
     try:
         return nas_main(argv[1:])
@@ -104,7 +106,8 @@ def main(argv: list[str]) -> int:
         probe.dump()
         if profiler is not None:
             profiler.disable()
-            profiler.dump_stats(profile_path)
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(str(Path(profile_dir) / f"{Path(argv[0]).parent.name}-{Path(argv[0]).stem}.prof"))
 
 
 if __name__ == "__main__":
