@@ -1,5 +1,6 @@
-"""``benchmarks.scale.fill``: a big finished search written without Ray by the real recorder, for the
-dashboard check at 10,000 trials; checked small against the simulated search it replays."""
+"""The scale benchmark's Ray-free tools: ``benchmarks.scale.fill`` (a big finished search written by the
+real recorder, for the dashboard check at 10,000 trials), checked small against the simulated search it
+replays; ``benchmarks.scale.logic`` (the search logic's cost per trial, window by window)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -32,3 +33,12 @@ def test_the_store_holds_the_simulated_search_trial_for_trial(tmp_path):
     assert all(r.error for r in rows if r.status == TrialStatus.FAILED)
     assert len(store.trial(rows[0].id).epochs) == rows[0].epochs_done
     store.close()
+
+
+def test_the_logic_benchmark_reports_every_window_of_a_search():
+    from benchmarks.scale.logic import measure
+
+    report = measure(200)
+    assert report["trials"] == 200 and report["cpu_s"] > 0
+    assert [(w["from"], w["to"]) for w in report["windows"]] == [(i, i + 20) for i in range(0, 180, 20)]
+    assert all(w["ms_per_trial"] > 0 for w in report["windows"])
